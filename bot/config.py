@@ -1,0 +1,172 @@
+"""Configuration: one TOML file loaded once into frozen dataclasses; secrets may come from env."""
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ANSWERS = PACKAGE_ROOT / "answers"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    """The 公众号 (Official Account)."""
+
+    token: str = ""
+    app_id: str = ""
+    app_secret: str = ""
+    encoding_aes_key: str = ""
+    previous_encoding_aes_key: str = ""  # accepted during a key rotation
+    api_base_url: str = "https://api.weixin.qq.com"
+    timestamp_tolerance: int = 300
+    http_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class WeComConfig:
+    """The WeCom self-built app callback."""
+
+    corp_id: str = ""
+    agent_id: str = ""
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """The ops side: WeCom group robot and the console."""
+
+    webhook_url: str = ""
+    console_user: str = "ops"
+    console_password: str = ""
+    robot_per_minute: int = 20
+    http_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where state lives."""
+
+    url: str = "sqlite:///var/bot.db"
+    redis_url: str = ""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The HTTP server."""
+
+    public_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    secret_key: str = ""  # signs console sessions; random per start when empty
+    outbox_worker: bool = True  # run the outbox delivery thread inside the server
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Decision thresholds of the matcher (chosen by measurement, see README)."""
+
+    answer_threshold: float = 0.0  # 0 means: use the matcher's measured default
+    clarify_margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; a missing optional section is None (feature off)."""
+
+    wechat: WeChatConfig = field(default_factory=WeChatConfig)
+    wecom: WeComConfig | None = None
+    ops: OpsConfig | None = None
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    answers_dir: Path = DEFAULT_ANSWERS
+    source: str = "<defaults>"
+
+
+SECTIONS = {
+    "wechat": WeChatConfig, "wecom": WeComConfig, "ops": OpsConfig,
+    "storage": StorageConfig, "server": ServerConfig, "matching": MatchingConfig,
+}
+OPTIONAL = ("wecom", "ops")
+
+
+def _build_section(name: str, cls: type, raw: dict, env: dict, source: str):
+    """Build one section from TOML values overlaid with BOT_<SECTION>_<KEY> env vars."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{source}: [{name}] unknown key(s): {', '.join(sorted(unknown))}")
+    values = dict(raw)
+    for key, f in known.items():
+        env_value = env.get(f"BOT_{name.upper()}_{key.upper()}")
+        if env_value is not None:
+            values[key] = env_value
+    for key, value in values.items():
+        default = getattr(cls(), key)
+        try:
+            values[key] = _coerce(value, default)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [{name}] {key}: {exc}") from None
+    return cls(**values)
+
+
+def _coerce(value, default):
+    """Coerce an env string (or TOML value) to the type of the field's default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Config:
+    """Load a TOML file (or defaults when path is None) into a frozen Config."""
+    env = dict(os.environ if env is None else env)
+    raw: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    extra = set(raw) - set(SECTIONS) - {"answers"}
+    if extra:
+        raise ConfigError(f"{source}: unknown section(s): {', '.join(sorted(extra))}")
+    if path is not None and "wechat" not in raw:
+        raise ConfigError(f"{source}: the [wechat] section is required")
+    built = {}
+    for name, cls in SECTIONS.items():
+        if name in OPTIONAL and name not in raw:
+            built[name] = None
+            log.info("config: no [%s] section, %s disabled", name,
+                     "the /wecom callback" if name == "wecom" else "ops notification and console")
+            continue
+        built[name] = _build_section(name, cls, raw.get(name, {}), env, source)
+    config = Config(**built, source=source)
+    answers = raw.get("answers", {}).get("dir")
+    if answers:
+        base = Path(path).resolve().parent if path else Path.cwd()
+        config = replace(config, answers_dir=(base / answers).resolve())
+    return config

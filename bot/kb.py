@@ -1,0 +1,196 @@
+"""The knowledge base: FAQ intents and customer-facing texts, loaded from `answers/`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import frontmatter
+import jinja2
+import yaml
+
+REPLY_LIMIT_BYTES = 2048  # WeChat passive text reply limit (UTF-8)
+
+
+class KBError(Exception):
+    """The answers folder has problems; `problems` are 'file:line: message' strings."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One FAQ / small-talk intent, as written in `answers/<id>.md`."""
+
+    id: str
+    title: str
+    question: str  # the FAQ's own question
+    similar: tuple[str, ...]  # author-written similar questions
+    keywords: tuple[str, ...]  # domain terms a question must touch to match
+    collect: str | None  # e.g. "tax_id"
+    then: str | None  # e.g. "handoff"
+    kind: str  # "faq" | "smalltalk"
+    images: tuple[dict, ...]  # screenshots for the web page: {"url", "caption"}
+    short: str | None  # template used when the full reply exceeds the byte limit
+    path: Path
+    body_line: int  # line where the body starts (for error messages)
+
+
+# Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
+INTENT_VARS = {"tax_id": "", "answer_url": "https://example.invalid/answers/x"}
+TEXT_VARS: dict[str, dict] = {
+    "welcome": {},
+    "fallback": {"question": "样例问题"},
+    "clarify": {"options": ["选项一", "选项二"]},
+    "ask-tax-id": {"purpose": "leqi-channel-missing", "known_tax_id": ""},
+    "tax-id-invalid": {"value": "91110108551385082X", "reason": "check digit"},
+    "tax-id-cached-key": {"tax_id": "91110108551385082Q"},
+    "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "kind": "channel",
+                       "flagged": False},
+    "ticket-status": {"tickets": [{"number": "T000001", "status": "open", "title": "样例"}]},
+    "ops-done": {"ticket": "T000001", "tax_id": "91110108551385082Q"},
+    "still-missing": {},
+    "image-attached": {"ticket": "T000001"},
+    "image-no-ticket": {},
+    "cancelled": {},
+    "voice-empty": {},
+    "unsupported": {"kind": "location"},
+    "tax-id-forgotten": {},
+    "ops-notify": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flags": ["校验位未通过"],
+                   "words": "样例", "time": "2026-01-01 09:00", "console_url": "https://example.invalid/ops/",
+                   "kind": "channel", "user": "o-abc", "transcript": []},
+    "ops-image": {"ticket": "T000001", "pic_url": "https://example.invalid/p.png",
+                  "console_url": "https://example.invalid/ops/"},
+    "ops-reply": {"text": "样例"},
+}
+REQUIRED_INTENTS = ("greeting", "thanks", "help", "human-agent")
+
+
+def make_environment() -> jinja2.Environment:
+    """The one jinja2 environment: StrictUndefined, no autoescape (plain-text replies)."""
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                              keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+
+
+def _body_line(raw: str) -> int:
+    """1-based line number where the body starts after the front matter."""
+    if not raw.startswith("---"):
+        return 1
+    end = raw.find("\n---", 3)
+    return raw[:end].count("\n") + 3 if end >= 0 else 1
+
+
+def _as_tuple(value, where: str, problems: list[str]) -> tuple[str, ...]:
+    """A front-matter list of strings as a tuple, reporting anything else."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.append(f"{where}: expected a list of non-empty strings")
+        return ()
+    return tuple(v.strip() for v in value)
+
+
+def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
+    """Parse one intent file into (Intent, body source); report problems."""
+    raw = path.read_text(encoding="utf-8")
+    try:
+        post = frontmatter.loads(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark else 1
+        problems.append(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}")
+        return None
+    meta = post.metadata
+    where = f"{path}:1"
+    missing = [k for k in ("id", "title", "question") if not isinstance(meta.get(k), str) or not meta[k].strip()]
+    if missing:
+        problems.append(f"{where}: front matter lacks {', '.join(missing)}")
+        return None
+    if meta["id"] != path.stem:
+        problems.append(f"{where}: id '{meta['id']}' differs from the file name '{path.stem}'")
+    kind = meta.get("kind", "faq")
+    if kind not in ("faq", "smalltalk"):
+        problems.append(f"{where}: kind must be faq or smalltalk, not {kind!r}")
+    images = meta.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(i, dict) and "url" in i for i in images):
+        problems.append(f"{where}: images must be a list of {{url, caption}}")
+        images = []
+    intent = Intent(
+        id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
+        similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
+        keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),
+        collect=meta.get("collect"), then=meta.get("then"), kind=kind,
+        images=tuple(images), short=meta.get("short"), path=path, body_line=_body_line(raw),
+    )
+    return intent, post.content
+
+
+class KnowledgeBase:
+    """Intents and texts with their compiled templates; `matcher` is attached by load_kb."""
+
+    def __init__(self, intents: dict[str, Intent], templates: dict[str, jinja2.Template],
+                 sources: dict[str, tuple[Path, int, str]]):
+        self.intents = intents
+        self.templates = templates
+        self.sources = sources  # name -> (path, body line, source)
+        self.matcher = None
+
+    def render(self, name: str, **variables) -> str:
+        """Render an intent body or a text by name; missing variables raise (StrictUndefined)."""
+        is_intent = name.split("#")[0] in self.intents
+        context = ({"tax_id": "", "answer_url": ""} if is_intent else {}) | variables
+        return self.templates[name].render(**context).strip()
+
+    def render_answer(self, intent_id: str, public_url: str = "", **variables) -> str:
+        """The reply for an intent, shortened to its `short` template past the byte limit."""
+        url = f"{public_url.rstrip('/')}/answers/{intent_id}" if public_url else f"/answers/{intent_id}"
+        text = self.render(intent_id, answer_url=url, **variables)
+        if len(text.encode("utf-8")) <= REPLY_LIMIT_BYTES:
+            return text
+        short_name = f"{intent_id}#short"
+        if short_name in self.templates:
+            return self.render(short_name, answer_url=url, **variables)
+        return text  # `check` reports this; the channel still never cuts mid-step
+
+
+def _compile(env, name, source, path, line, problems, templates, sources) -> None:
+    """Compile one template, reporting syntax errors with file:line."""
+    try:
+        templates[name] = env.from_string(source)
+        sources[name] = (path, line, source)
+    except jinja2.TemplateSyntaxError as exc:
+        problems.append(f"{path}:{line + (exc.lineno or 1) - 1}: template error: {exc.message}")
+
+
+def load_kb(folder: str | Path, strict: bool = True) -> KnowledgeBase:
+    """Load `answers/`: `*.md` intents and `texts/*.md` texts; KBError lists every problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KBError([f"{folder}: answers folder not found or not a directory"])
+    env = make_environment()
+    problems: list[str] = []
+    intents: dict[str, Intent] = {}
+    templates: dict[str, jinja2.Template] = {}
+    sources: dict[str, tuple[Path, int, str]] = {}
+    for path in sorted(folder.glob("*.md")):
+        parsed = _parse_intent(path, problems)
+        if parsed is None:
+            continue
+        intent, body = parsed
+        if intent.id in intents:
+            problems.append(f"{path}:1: duplicate id '{intent.id}' (also {intents[intent.id].path})")
+            continue
+        intents[intent.id] = intent
+        _compile(env, intent.id, body, path, intent.body_line, problems, templates, sources)
+        if intent.short:
+            _compile(env, f"{intent.id}#short", intent.short, path, 1, problems, templates, sources)
+    for path in sorted((folder / "texts").glob("*.md")):
+        raw = path.read_text(encoding="utf-8")
+        _compile(env, path.stem, frontmatter.loads(raw).content, path, _body_line(raw),
+                 problems, templates, sources)
+    if not intents:
+        problems.append(f"{folder}: no intent files (*.md)")
+    if problems and strict:
+        raise KBError(problems)
+    return KnowledgeBase(intents, templates, sources)

@@ -1,0 +1,158 @@
+"""Plain data shared by every layer: inbound messages, dialogue state and actions."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One customer message, independent of the channel it came from."""
+
+    user: str  # WeChat openid / WeCom userid / "cli"
+    kind: str  # text | voice | image | event | location | link | video | unknown
+    text: str = ""  # Content, or voice Recognition
+    event: str = ""  # subscribe | unsubscribe | click ... (kind == "event")
+    msg_id: str = ""  # dedupe key: MsgId, or FromUserName+CreateTime for events
+    created_at: float = 0.0  # epoch seconds (CreateTime)
+    media_id: str = ""
+    pic_url: str = ""
+    channel: str = "wechat"  # wechat | wecom | cli
+
+
+class Stage(str, Enum):
+    """Where a conversation stands."""
+
+    IDLE = "idle"
+    AWAITING_TAX_ID = "awaiting_tax_id"
+    AWAITING_CHOICE = "awaiting_choice"
+
+
+SESSION_TTL_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True)
+class Session:
+    """Per-user dialogue state; `tax_id` is the remembered tax ID (users table)."""
+
+    stage: Stage = Stage.IDLE
+    purpose: str = ""  # intent the awaited tax ID / choice is for
+    attempts: int = 0  # bad tax IDs received in this flow
+    last_rejected: str = ""  # last tax ID rejected for its check digit
+    choices: tuple[str, ...] = ()  # intent ids offered by a clarify question
+    question: str = ""  # the customer's words that started the flow
+    updated_at: float = 0.0
+    tax_id: str = ""
+
+    def to_dict(self) -> dict:
+        """Serialise for a store (JSON-safe)."""
+        data = asdict(self)
+        data["stage"] = self.stage.value
+        data["choices"] = list(self.choices)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Session":
+        """Rebuild from `to_dict` output; unknown keys are ignored."""
+        if not data:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["stage"] = Stage(kwargs.get("stage", Stage.IDLE.value))
+        kwargs["choices"] = tuple(kwargs.get("choices", ()))
+        return cls(**kwargs)
+
+
+# ---- actions: what `step` asks its caller to do -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send this text to the customer; `answer_id` names the FAQ it renders (web fallback)."""
+
+    text: str
+    answer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateTicket:
+    """Open a handoff ticket; the caller replies with the rendered `ticket-created` text."""
+
+    kind: str  # "channel" (switch 通道类型) | "human" (general handoff)
+    intent: str
+    words: str  # the customer's own words
+    tax_id: str = ""
+    flags: tuple[str, ...] = ()  # e.g. ("校验位未通过",)
+
+
+@dataclass(frozen=True)
+class RememberTaxId:
+    """Store the customer's tax ID for later flows."""
+
+    tax_id: str
+
+
+@dataclass(frozen=True)
+class ForgetTaxId:
+    """Drop the remembered tax ID."""
+
+
+@dataclass(frozen=True)
+class LogUnanswered:
+    """Record a question nothing answered, for FAQ authors."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class LogHit:
+    """Count an answered intent."""
+
+    intent: str
+
+
+@dataclass(frozen=True)
+class AttachImage:
+    """Attach a screenshot to the customer's open/recent ticket; the caller replies."""
+
+    media_id: str
+    pic_url: str = ""
+
+
+@dataclass(frozen=True)
+class ShowTickets:
+    """Tell the customer the state of their tickets; the caller replies."""
+
+
+@dataclass(frozen=True)
+class EndSession:
+    """Forget the conversation state (unsubscribe)."""
+
+
+Action = (
+    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogHit
+    | AttachImage | ShowTickets | EndSession
+)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A handoff ticket as the store returns it."""
+
+    id: int
+    user: str
+    kind: str
+    intent: str
+    status: str  # open | resolved
+    tax_id: str = ""
+    flags: tuple[str, ...] = ()
+    words: str = ""
+    channel: str = "wechat"
+    created_at: float = 0.0
+    resolved_at: float | None = None
+    attachments: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def number(self) -> str:
+        """The number customers and ops see, e.g. T000042."""
+        return f"T{self.id:06d}"

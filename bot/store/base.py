@@ -1,0 +1,150 @@
+"""The store contract: every piece of state the bot keeps lives behind these methods."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.model import Session, Ticket
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of claiming an inbound message key for processing."""
+
+    status: str  # "new" (caller must process) | "done" (reply stored) | "busy" (another worker has it)
+    reply: str | None = None  # the stored reply when status == "done"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message waiting to be delivered to ops (WeCom robot) or a customer (WeChat)."""
+
+    id: int
+    target: str  # "ops" | "customer"
+    user: str  # customer openid for target == "customer"
+    payload: dict  # ops: {"markdown": str}; customer: {"text": str}
+    ticket_id: int | None
+    attempts: int
+    next_at: float
+    status: str  # pending | sending | sent | held (customer window closed) | dead
+
+
+class Store:
+    """Abstract store. SqlStore implements all of it; RedisState overrides the hot parts."""
+
+    # -- dedupe of WeChat retries (atomic across workers) --
+    def claim_message(self, key: str, now: float, lease: float = 4.0) -> Claim:
+        """Claim `key`; a claim older than `lease` without a reply may be taken over."""
+        raise NotImplementedError
+
+    def finish_message(self, key: str, reply: str, now: float) -> None:
+        """Store the reply for `key` so retries get the same answer."""
+        raise NotImplementedError
+
+    def purge_messages(self, older_than: float) -> int:
+        """Delete processed-message rows older than the given epoch time."""
+        raise NotImplementedError
+
+    # -- conversation state + remembered tax ID --
+    def load_session(self, user: str) -> Session:
+        """Conversation state merged with the user's remembered tax ID."""
+        raise NotImplementedError
+
+    def save_session(self, user: str, session: Session) -> None:
+        """Persist the conversation state (not the tax ID: see remember_tax_id)."""
+        raise NotImplementedError
+
+    def end_session(self, user: str) -> None:
+        """Delete the conversation state."""
+        raise NotImplementedError
+
+    def remember_tax_id(self, user: str, tax_id: str) -> None:
+        """Remember the customer's tax ID."""
+        raise NotImplementedError
+
+    def forget_tax_id(self, user: str) -> None:
+        """Forget the customer's tax ID."""
+        raise NotImplementedError
+
+    # -- transcript --
+    def log_message(self, user: str, direction: str, text: str, now: float) -> None:
+        """Append one line ("in"/"out") to the user's transcript."""
+        raise NotImplementedError
+
+    def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
+        """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
+        raise NotImplementedError
+
+    # -- tickets + outbox --
+    def create_ticket(self, ticket: Ticket, source_key: str, outbox: list[dict]) -> tuple[Ticket, bool]:
+        """Insert the ticket and its outbox rows in one transaction, idempotent on source_key.
+
+        Returns (ticket, created): a second call with the same source_key returns the
+        first ticket and False, and queues nothing. Outbox dicts: target, user, payload.
+        """
+        raise NotImplementedError
+
+    def get_ticket(self, ticket_id: int) -> Ticket | None:
+        """One ticket or None."""
+        raise NotImplementedError
+
+    def list_tickets(self, status: str | None = None, user: str | None = None) -> list[Ticket]:
+        """Tickets, newest first, optionally filtered."""
+        raise NotImplementedError
+
+    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+        """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
+        raise NotImplementedError
+
+    def attach_to_ticket(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
+        """Attach a media reference, reopen if resolved, queue `outbox`; one transaction."""
+        raise NotImplementedError
+
+    def ticket_events(self, ticket_id: int) -> list[dict]:
+        """History of a ticket: {"at", "kind", "detail"}."""
+        raise NotImplementedError
+
+    def claim_outbox(self, now: float, limit: int = 10, target: str | None = None) -> list[OutboxRow]:
+        """Atomically move due pending rows to `sending`; no row is ever claimed twice."""
+        raise NotImplementedError
+
+    def outbox_sent(self, row_id: int, now: float) -> None:
+        """Mark a row delivered."""
+        raise NotImplementedError
+
+    def outbox_retry(self, row_id: int, next_at: float, error: str) -> None:
+        """Back to pending, due at next_at, attempts + 1."""
+        raise NotImplementedError
+
+    def outbox_hold(self, row_id: int, error: str) -> None:
+        """Customer window closed: keep for delivery with the customer's next passive reply."""
+        raise NotImplementedError
+
+    def take_held(self, user: str, now: float) -> list[OutboxRow]:
+        """Atomically take (mark sent) the user's held customer messages."""
+        raise NotImplementedError
+
+    def requeue_stale_sending(self, older_than: float) -> int:
+        """Rows stuck in `sending` (a killed worker) go back to pending."""
+        raise NotImplementedError
+
+    # -- analytics for authors --
+    def log_unanswered(self, user: str, text: str, now: float) -> None:
+        """Record a question nothing answered."""
+        raise NotImplementedError
+
+    def log_hit(self, intent: str, now: float) -> None:
+        """Count an answered intent."""
+        raise NotImplementedError
+
+    def report(self) -> dict:
+        """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n}}."""
+        raise NotImplementedError
+
+    # -- shared tokens (access_token across workers) --
+    def get_token(self, name: str, now: float) -> str | None:
+        """A cached token that is still valid at `now`, else None."""
+        raise NotImplementedError
+
+    def put_token(self, name: str, value: str, expires_at: float) -> None:
+        """Cache a token until expires_at."""
+        raise NotImplementedError

@@ -103,6 +103,10 @@ class Store:
         """History of a ticket: {"at", "kind", "detail"}."""
         raise NotImplementedError
 
+    def queue_message(self, row: dict, ticket_id: int | None, now: float) -> int:
+        """Queue one outbox row (target, user, payload) outside ticket creation; returns its id."""
+        raise NotImplementedError
+
     def claim_outbox(self, now: float, limit: int = 10, target: str | None = None) -> list[OutboxRow]:
         """Atomically move due pending rows to `sending`; no row is ever claimed twice."""
         raise NotImplementedError

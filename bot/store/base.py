@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from bot.model import Session, Ticket
 
@@ -75,11 +76,14 @@ class Store:
         raise NotImplementedError
 
     # -- tickets + outbox --
-    def create_ticket(self, ticket: Ticket, source_key: str, outbox: list[dict]) -> tuple[Ticket, bool]:
+    def create_ticket(self, ticket: Ticket, source_key: str,
+                      outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
         """Insert the ticket and its outbox rows in one transaction, idempotent on source_key.
 
         Returns (ticket, created): a second call with the same source_key returns the
         first ticket and False, and queues nothing. Outbox dicts: target, user, payload.
+        `outbox` may be a callable given the inserted ticket (with its id) that returns the
+        rows, so a notification can name the ticket number; it runs inside the transaction.
         """
         raise NotImplementedError
 

@@ -1,0 +1,187 @@
+"""`python -m bot check`: validate an answers folder; every problem is 'file:line: message'."""
+from __future__ import annotations
+
+import re
+import string
+import sys
+import traceback
+import unicodedata
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+
+from bot.kb import (INTENT_VARS, REPLY_LIMIT_BYTES, REQUIRED_INTENTS, TEXT_VARS, Intent,
+                    KBError, KnowledgeBase, load_kb, make_environment)
+
+LONGEST_TAX_ID = "1" * 17 + "X" + "01"  # 20 chars: the longest legacy taxpayer ID
+LONGEST_URL = "https://support.example-invoice-cloud.com/answers/" + "x" * 40
+OPS_LIMIT_BYTES = 4096  # WeCom group robot markdown limit
+KNOWN_COLLECT = (None, "tax_id")
+KNOWN_THEN = (None, "handoff", "cache_key")
+_PUNCTUATION = set(string.punctuation) | set("，。！？、；：“”‘’（）《》【】…—～·「」『』")
+
+
+def check_answers(folder: str | Path) -> list[str]:
+    """Every problem in `folder` as 'file:line: message'; an empty list means OK."""
+    problems = _load_problems(folder)
+    try:
+        kb = load_kb(folder, strict=False)
+    except (KBError, OSError, UnicodeDecodeError):
+        return problems  # the folder itself is missing or unreadable
+    problems += _check_templates(kb)
+    problems += _check_similar(kb)
+    problems += _check_intent_fields(kb)
+    problems += _check_required(kb, Path(folder))
+    return problems
+
+
+def _load_problems(folder: str | Path) -> list[str]:
+    """The problems load_kb(strict=True) reports (parse, front matter, duplicate ids)."""
+    try:
+        load_kb(folder, strict=True)
+    except KBError as exc:
+        return list(exc.problems)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{folder}:1: cannot read answers: {exc}"]
+    return []
+
+
+def normalise_question(text: str) -> str:
+    """NFKC, lower-case, without punctuation or white space: the key for duplicate questions."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return "".join(c for c in text if not c.isspace() and c not in _PUNCTUATION
+                   and not unicodedata.category(c).startswith("P"))
+
+
+def _line_of(path: Path, needle: str, default: int = 1) -> int:
+    """1-based line of the first line of `path` containing `needle`."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return default
+    return next((i for i, line in enumerate(lines, 1) if needle in line), default)
+
+
+def _template_start(kb: KnowledgeBase, name: str) -> tuple[Path, int, str]:
+    """(file, line where the template source starts, source) for an intent body, short or text."""
+    path, line, source = kb.sources[name]
+    if name.endswith("#short"):
+        short_line = _line_of(path, "short:")
+        block = re.match(r"\s*short:\s*[|>]", path.read_text(encoding="utf-8").splitlines()[short_line - 1])
+        line = short_line + 1 if block else short_line
+    return path, line, source
+
+
+def _context(kb: KnowledgeBase, name: str) -> dict | None:
+    """Variables the bot passes to template `name`; None for a text the bot never sends."""
+    if name.split("#")[0] in kb.intents:
+        return dict(INTENT_VARS)
+    return TEXT_VARS.get(name)
+
+
+def _check_templates(kb: KnowledgeBase) -> list[str]:
+    """Unknown variables, render errors and over-long replies, for every template."""
+    env = make_environment()
+    problems: list[str] = []
+    for name in sorted(kb.templates):
+        path, start, source = _template_start(kb, name)
+        context = _context(kb, name)
+        if context is None:
+            problems.append(f"{path}:1: text '{name}' is not used by the bot (not in TEXT_VARS)")
+            continue
+        unknown = _undeclared(env, name, source, context, path, start)
+        problems += unknown or _render_problems(kb, name, context, path, start)
+    return problems
+
+
+def _undeclared(env, name, source, context, path, start) -> list[str]:
+    """Names the template uses that its context does not provide, at their first line."""
+    unknown = meta.find_undeclared_variables(env.parse(source)) - set(context)
+    problems = []
+    for var in sorted(unknown):
+        lineno = next((ln for ln, kind, value in env.lex(source) if kind == "name" and value == var), 1)
+        allowed = ", ".join(sorted(context)) or "none"
+        problems.append(f"{path}:{start + lineno - 1}: unknown variable '{var}' in '{name}' "
+                        f"(available: {allowed})")
+    return problems
+
+
+def _error_line(exc: Exception) -> int:
+    """Template line where a render error happened (1 if unknown)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+    return frames[-1].lineno if frames else 1
+
+
+def _render_problems(kb, name, context, path, start) -> list[str]:
+    """Render with the bot's variables (StrictUndefined) and check the byte limits."""
+    variants = [context]
+    if name.split("#")[0] in kb.intents:
+        variants.append(context | {"tax_id": LONGEST_TAX_ID, "answer_url": LONGEST_URL})
+    texts = []
+    for variables in variants:
+        try:
+            texts.append(kb.templates[name].render(**variables).strip())
+        except jinja2.UndefinedError as exc:
+            return [f"{path}:{start + _error_line(exc) - 1}: {exc.message} in '{name}'"]
+        except Exception as exc:  # a template bug must be reported, never crash check
+            return [f"{path}:{start + _error_line(exc) - 1}: cannot render '{name}': {exc}"]
+    return _size_problem(kb, name, max(len(t.encode("utf-8")) for t in texts), path, start)
+
+
+def _size_problem(kb, name, size, path, start) -> list[str]:
+    """A reply longer than its channel allows, unless a `short` fallback covers it."""
+    limit = OPS_LIMIT_BYTES if name.startswith("ops-") else REPLY_LIMIT_BYTES
+    if size <= limit:
+        return []
+    if name in kb.intents and f"{name}#short" in kb.templates:
+        return []
+    hint = " and has no `short` fallback" if name in kb.intents else ""
+    return [f"{path}:{start}: '{name}' renders to {size} bytes, over the {limit}-byte limit{hint}"]
+
+
+def _check_similar(kb: KnowledgeBase) -> list[str]:
+    """A question (own or similar) that two intents share after normalisation."""
+    seen: dict[str, tuple[Intent, str]] = {}
+    problems: list[str] = []
+    for intent in kb.intents.values():
+        for phrase in (intent.question, *intent.similar):
+            key = normalise_question(phrase)
+            owner, first = seen.setdefault(key, (intent, phrase))
+            if key and owner.id != intent.id:
+                where = f"{owner.path.name}:{_line_of(owner.path, first)}"
+                problems.append(f"{intent.path}:{_line_of(intent.path, phrase)}: question "
+                                f"'{phrase}' is also in '{owner.id}' ({where}: '{first}')")
+    return problems
+
+
+def _check_intent_fields(kb: KnowledgeBase) -> list[str]:
+    """`collect` / `then` values the dialogue does not know."""
+    problems = []
+    for intent in kb.intents.values():
+        for key, value, known in (("collect", intent.collect, KNOWN_COLLECT),
+                                  ("then", intent.then, KNOWN_THEN)):
+            if value not in known:
+                allowed = ", ".join(k for k in known if k)
+                problems.append(f"{intent.path}:{_line_of(intent.path, key + ':')}: "
+                                f"unknown {key} '{value}' (expected {allowed})")
+    return problems
+
+
+def _check_required(kb: KnowledgeBase, folder: Path) -> list[str]:
+    """Required intents and every text the bot sends must exist."""
+    problems = [f"{folder / (i + '.md')}:1: required intent '{i}' is missing"
+                for i in REQUIRED_INTENTS
+                if i not in kb.intents and not (folder / f"{i}.md").exists()]  # else reported
+    problems += [f"{folder / 'texts' / (t + '.md')}:1: text '{t}' is missing (the bot sends it)"
+                 for t in TEXT_VARS if t not in kb.templates]
+    return problems
+
+
+def main(folder: str | Path = "answers") -> int:
+    """Print every problem; exit status 1 when there is any."""
+    problems = check_answers(folder)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{folder}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0

@@ -1,0 +1,120 @@
+"""Find and validate a company tax ID (税号) in a customer's free text.
+
+Accepted formats, after NFKC normalisation and upper-casing, with spaces/hyphens dropped:
+
+* 18 chars — 统一社会信用代码: 8 digits then 10 of ``0-9A-Z``; the check digit is verified
+  with ``stdnum.cn.uscc`` (a wrong check digit, or a letter the code never uses, gives
+  ``bad_check_digit`` so the customer is asked to re-check, never silently accepted).
+* 15 chars — legacy 税务登记证号: 6-digit region code (first digit 1-8) + 8 chars of the
+  组织机构代码 (``0-9A-Z``) + its check char (digit or ``X``).
+* 17 chars — legacy 个体户 number: 15-digit old ID card + 2-digit serial (17 digits,
+  first digit 1-8).
+* 20 chars — legacy 个体户 number: 18-digit ID card (last char digit or ``X``) + 2-digit
+  serial (first digit 1-8).
+
+A number may be written in groups ("9111 0108 5513 8508 2Q", "911101-0855…"); groups are
+joined only when the joined value has one of the shapes above and no group is itself a
+mobile number. Other lengths (11-digit phones, 8-digit dates, ticket numbers like T000123)
+never match.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from stdnum.cn import uscc
+from stdnum.exceptions import ValidationError
+
+VALID = "valid"
+BAD_CHECK_DIGIT = "bad_check_digit"
+NOT_FOUND = "not_found"
+
+_USCC_SHAPE = re.compile(r"\d{8}[0-9A-Z]{10}")
+_LEGACY_SHAPES = (
+    re.compile(r"[1-8]\d{5}[0-9A-Z]{8}[0-9X]"),  # 15: region + organisation code
+    re.compile(r"[1-8]\d{16}"),  # 17: 15-digit ID card + serial
+    re.compile(r"[1-8]\d{16}[0-9X]\d{2}"),  # 20: 18-digit ID card + serial
+)
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+_SEPARATORS = " \t\u00a0\\-\u2010\u2011\u2012\u2013\u2014\u2212"
+_RUN = re.compile(rf"[0-9A-Z]+(?:[{_SEPARATORS}]+[0-9A-Z]+)*")
+_TOKEN = re.compile(r"[0-9A-Z]+")
+_RANK = {VALID: 0, BAD_CHECK_DIGIT: 1}
+_MAX_LEN = 20
+
+
+@dataclass(frozen=True)
+class TaxIdResult:
+    """A tax ID found in text: normalised `value` ("" if none) and its `status`."""
+
+    value: str  # normalised candidate ("" if none found)
+    status: str  # "valid" | "bad_check_digit" | "not_found"
+
+    @property
+    def found(self) -> bool:
+        """True when the text held something shaped like a tax ID."""
+        return self.status != NOT_FOUND
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width → ASCII) and upper-case."""
+    return unicodedata.normalize("NFKC", text or "").upper()
+
+
+def classify(value: str) -> str:
+    """Status of one already-joined candidate (no separators)."""
+    if _USCC_SHAPE.fullmatch(value):
+        try:
+            uscc.validate(value)
+        except ValidationError:
+            return BAD_CHECK_DIGIT
+        return VALID
+    if any(shape.fullmatch(value) for shape in _LEGACY_SHAPES):
+        return VALID
+    return NOT_FOUND
+
+
+def _candidates(text: str):
+    """(groups, position, value) for each joined window of adjacent groups ≤ 20 chars."""
+    position = 0
+    for run in _RUN.finditer(text):
+        tokens = _TOKEN.findall(run.group())
+        for start in range(len(tokens)):
+            joined = ""
+            for end in range(start, len(tokens)):
+                joined += tokens[end]
+                if len(joined) > _MAX_LEN or (end > start and _has_mobile(tokens[start:end + 1])):
+                    break
+                position += 1
+                yield end - start + 1, position, joined
+
+
+def _has_mobile(tokens: list[str]) -> bool:
+    """True when one of the groups is an 11-digit mobile number."""
+    return any(_MOBILE.fullmatch(t) for t in tokens)
+
+
+def find_tax_id(text: str) -> TaxIdResult:
+    """Extract the best tax ID candidate from free text ("我们税号是 9111…，麻烦了").
+
+    Preference: a valid ID over a bad check digit, fewer joined groups, then the earliest.
+    """
+    best: tuple[int, int, int, str, str] | None = None
+    for size, position, value in _candidates(normalise(text)):
+        status = classify(value)
+        if status != NOT_FOUND:
+            key = (_RANK[status], size, position, value, status)
+            best = key if best is None or key < best else best
+    if best is None:
+        return TaxIdResult("", NOT_FOUND)
+    return TaxIdResult(best[3], best[4])
+
+
+def mask_tax_id(value: str) -> str:
+    """For logs: first 4 + *** + last 4 (short values are fully hidden)."""
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "***"
+    return f"{value[:4]}***{value[-4:]}"

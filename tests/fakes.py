@@ -1,0 +1,295 @@
+"""Fake WeChat API and WeCom group-robot servers on 127.0.0.1 that check what the real ones check.
+
+Both record every call, can fail on demand (`fail_next`), and can go down (HTTP 500 or
+connection refused) and come back on the same port.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+WINDOW_SECONDS = 48 * 3600
+WINDOW_QUOTA = 5
+TOKEN_GRACE = 300  # WeChat keeps the previous token valid for 5 minutes after a refresh
+ROBOT_PER_MINUTE = 20
+ROBOT_MAX_BYTES = 4096
+
+
+def _err(code: int, message: str) -> tuple[int, dict]:
+    """A WeChat-style error body with HTTP 200."""
+    return 200, {"errcode": code, "errmsg": message}
+
+
+OK = (200, {"errcode": 0, "errmsg": "ok"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands every request to the owning fake and writes its JSON answer."""
+
+    def do_GET(self):
+        """Dispatch a GET."""
+        self._dispatch(b"")
+
+    def do_POST(self):
+        """Dispatch a POST with its body."""
+        self._dispatch(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _dispatch(self, body: bytes) -> None:
+        """Ask the fake for (status, JSON) and send it."""
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        status, answer = self.server.fake.answer(self.command, parts.path, query, body)
+        data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):
+        """Keep test output quiet."""
+
+
+class FakeServer:
+    """A threaded HTTP server on 127.0.0.1 with call recording, failure injection and outages."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        """Start serving on a free loopback port; `clock` drives time-based rules."""
+        self.clock = clock
+        self.calls: list[dict] = []
+        self.failures: deque[tuple[str, int, dict]] = deque()
+        self.mode = "up"  # up | 500
+        self.lock = threading.RLock()
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._start()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:54321."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _start(self) -> None:
+        """Bind (the same port after the first time) and serve in a daemon thread."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        self._server.daemon_threads = True
+        self._server.fake = self
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def _stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def down(self, how: str = "500") -> None:
+        """Go down: "500" answers HTTP 500, "refused" closes the port."""
+        if how == "refused":
+            self._stop()
+        else:
+            self.mode = "500"
+
+    def up(self) -> None:
+        """Come back on the same port."""
+        self.mode = "up"
+        if self._server is None:
+            self._start()
+
+    def close(self) -> None:
+        """Shut the server down for good."""
+        self._stop()
+
+    def __enter__(self):
+        """Use as a context manager."""
+        return self
+
+    def __exit__(self, *exc):
+        """Close on exit."""
+        self.close()
+
+    def fail_next(self, path: str, errcode: int | None = None, status: int = 200, times: int = 1) -> None:
+        """The next `times` calls to `path` answer `errcode` (or just HTTP `status`)."""
+        body = {"errcode": errcode, "errmsg": "injected failure"} if errcode is not None else {}
+        self.failures.extend([(path, status, body)] * times)
+
+    def answer(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, dict]:
+        """Record the call, apply outages and injected failures, then route it."""
+        with self.lock:
+            self.calls.append({"method": method, "path": path, "query": query, "body": body})
+            if self.mode == "500":
+                return 500, {"error": "down"}
+            for i, (fail_path, status, answer) in enumerate(self.failures):
+                if fail_path == path:
+                    del self.failures[i]
+                    return status, answer
+            return self.route(method, path, query, body)
+
+    def route(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, dict]:
+        """Answer one request (subclasses)."""
+        raise NotImplementedError
+
+
+def parse_json(body: bytes) -> dict | None:
+    """The JSON object in `body`, or None."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class FakeWeChat(FakeServer):
+    """The Official Account API: /cgi-bin/token and /cgi-bin/message/custom/send.
+
+    A customer-service message needs a user message within 48 h (`user_message`) and at
+    most 5 messages per such window; `unverified = True` answers 48001 for every send.
+    """
+
+    def __init__(self, app_id: str = "wx-test-app", secret: str = "s3cret", token_ttl: int = 7200,
+                 clock: Callable[[], float] = time.time):
+        """Serve the given credentials; tokens live `token_ttl` seconds."""
+        self.app_id, self.secret, self.token_ttl = app_id, secret, token_ttl
+        self.tokens: dict[str, float] = {}  # token -> expires_at
+        self.token_fetches = 0
+        self.windows: dict[str, float] = {}  # openid -> last user message
+        self.quota_used: dict[str, int] = defaultdict(int)
+        self.unverified = False
+        self.messages: list[tuple[str, str]] = []  # (openid, content)
+        self._serial = itertools.count(1)
+        super().__init__(clock)
+
+    def user_message(self, openid: str) -> None:
+        """The user wrote to the account: open a fresh 48 h window with a fresh quota."""
+        with self.lock:
+            self.windows[openid] = self.clock()
+            self.quota_used[openid] = 0
+
+    def expire_tokens(self) -> None:
+        """Every issued token expires now (the next use gets 42001)."""
+        with self.lock:
+            self.tokens = {token: 0.0 for token in self.tokens}
+
+    def route(self, method, path, query, body):
+        """Token endpoint or customer-service send."""
+        if path == "/cgi-bin/token" and method == "GET":
+            return self._issue_token(query)
+        if path == "/cgi-bin/message/custom/send" and method == "POST":
+            return self._custom_send(query, body)
+        return 404, {"errcode": 404, "errmsg": "not found"}
+
+    def _issue_token(self, query: dict) -> tuple[int, dict]:
+        """Check grant type and credentials; a new token leaves older ones 5 minutes to live."""
+        if query.get("grant_type") != "client_credential":
+            return _err(40002, "invalid grant_type")
+        if query.get("appid") != self.app_id:
+            return _err(40013, "invalid appid")
+        if query.get("secret") != self.secret:
+            return _err(40125, "invalid appsecret")
+        now = self.clock()
+        self.tokens = {t: min(exp, now + TOKEN_GRACE) for t, exp in self.tokens.items()}
+        token = f"TOKEN-{next(self._serial)}"
+        self.tokens[token] = now + self.token_ttl
+        self.token_fetches += 1
+        return 200, {"access_token": token, "expires_in": self.token_ttl}
+
+    def _token_error(self, token: str | None) -> tuple[int, dict] | None:
+        """40001/42001 unless `token` is currently valid."""
+        if token not in self.tokens:
+            return _err(40001, "invalid credential, access_token is invalid or not latest")
+        if self.tokens[token] <= self.clock():
+            return _err(42001, "access_token expired")
+        return None
+
+    def _custom_send(self, query: dict, body: bytes) -> tuple[int, dict]:
+        """Validate token, JSON shape, the 48 h window and quota; record the message."""
+        error = self._token_error(query.get("access_token"))
+        if error:
+            return error
+        data = parse_json(body)
+        text = (data or {}).get("text")
+        if not data or data.get("msgtype") != "text" or not isinstance(text, dict):
+            return _err(40008, "invalid message type")
+        if not isinstance(text.get("content"), str) or not text["content"]:
+            return _err(44003, "empty news data")
+        return self._deliver(str(data.get("touser", "")), text["content"])
+
+    def _deliver(self, openid: str, content: str) -> tuple[int, dict]:
+        """Apply the per-user rules, then record the message."""
+        if self.unverified:
+            return _err(48001, "api unauthorized")
+        opened = self.windows.get(openid)
+        if opened is None or self.clock() - opened > WINDOW_SECONDS:
+            return _err(45015, "response out of time limit or subscription is canceled")
+        if self.quota_used[openid] >= WINDOW_QUOTA:
+            return _err(45047, "out of response count limit")
+        self.quota_used[openid] += 1
+        self.messages.append((openid, content))
+        return OK
+
+
+class FakeRobot(FakeServer):
+    """The WeCom group robot: POST /cgi-bin/webhook/send?key=… with a markdown or text message."""
+
+    def __init__(self, key: str = "robot-key-0001", per_minute: int = ROBOT_PER_MINUTE,
+                 clock: Callable[[], float] = time.time):
+        """Accept messages for `key`, at most `per_minute` in any 60 s."""
+        self.key = key
+        self.per_minute = per_minute
+        self.messages: list[str] = []  # accepted contents
+        self.rejected: list[int] = []  # errcodes answered
+        self._sent_at: deque[float] = deque()
+        super().__init__(clock)
+
+    @property
+    def webhook_url(self) -> str:
+        """The URL to configure as [ops] webhook_url."""
+        return f"{self.url}/cgi-bin/webhook/send?key={self.key}"
+
+    def route(self, method, path, query, body):
+        """Validate key, JSON shape, content size and the rate limit; record the message."""
+        if path != "/cgi-bin/webhook/send" or method != "POST":
+            return 404, {"errcode": 404, "errmsg": "not found"}
+        status, answer = self._check(query, body)
+        if answer["errcode"]:
+            self.rejected.append(answer["errcode"])
+        return status, answer
+
+    def _check(self, query: dict, body: bytes) -> tuple[int, dict]:
+        """The checks of the real robot, in its order."""
+        if query.get("key") != self.key:
+            return _err(93000, "invalid webhook url")
+        data = parse_json(body)
+        if data is None:
+            return _err(40035, "invalid json")
+        kind = data.get("msgtype")
+        content = (data.get(kind) or {}).get("content") if kind in ("markdown", "text") else None
+        if not isinstance(content, str):
+            return _err(40008, "invalid message type")
+        if not content:
+            return _err(44004, "empty content")
+        if len(content.encode("utf-8")) > ROBOT_MAX_BYTES:
+            return _err(40058, "markdown.content exceed max length 4096")
+        return self._rate_limited() or self._record(content)
+
+    def _rate_limited(self) -> tuple[int, dict] | None:
+        """45009 when `per_minute` messages were accepted in the last 60 s."""
+        now = self.clock()
+        while self._sent_at and self._sent_at[0] <= now - 60:
+            self._sent_at.popleft()
+        if len(self._sent_at) >= self.per_minute:
+            return _err(45009, "api freq out of limit")
+        return None
+
+    def _record(self, content: str) -> tuple[int, dict]:
+        """Accept one message."""
+        self._sent_at.append(self.clock())
+        self.messages.append(content)
+        return OK

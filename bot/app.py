@@ -1,0 +1,98 @@
+"""The composition root: `create_app(config)` wires the knowledge base, store, service and channels."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+
+from flask import Flask
+
+from bot.config import Config, load_config
+from bot.kb import KnowledgeBase, load_kb
+from bot.matcher import attach_matcher
+from bot.service import BotService
+from bot.store import Store, open_store
+from bot.tickets import TicketDesk
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Everything the app is made of, for the CLI and tests."""
+
+    config: Config
+    kb: KnowledgeBase
+    store: Store
+    service: BotService
+    desk: TicketDesk
+
+
+def build_parts(config: Config, store: Store | None = None) -> Parts:
+    """Load the KB, open the store and build the service (no HTTP)."""
+    kb = attach_matcher(load_kb(config.answers_dir), config.matching)
+    store = store or open_store(config.storage)
+    public_url = config.server.public_url
+    service = BotService(kb, store, public_url, ops_enabled=config.ops is not None)
+    return Parts(config, kb, store, service, TicketDesk(kb, store, public_url, config.ops is not None))
+
+
+def create_app(config: Config | None = None, start_worker: bool = False, store: Store | None = None) -> Flask:
+    """The Flask application factory (gunicorn calls this once per worker)."""
+    from bot.channels import ops, web, wechat, wecom  # channels import Flask/wechatpy: keep them here
+
+    config = config or load_config(os.environ.get("BOT_CONFIG"))
+    parts = build_parts(config, store)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.secret_key = _secret_key(config)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.extensions["bot"] = parts
+    app.register_blueprint(web.web_blueprint(parts))
+    app.register_blueprint(wechat.wechat_blueprint(config.wechat, parts.service.handle))
+    if config.wecom is not None:
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, parts.service.handle))
+    if config.ops is not None:
+        app.register_blueprint(ops.ops_blueprint(parts), url_prefix="/ops")
+    if start_worker and config.server.outbox_worker:
+        _start_outbox(parts)
+    return app
+
+
+def _secret_key(config: Config) -> str:
+    """Console session key: configured, else derived from secrets so all workers agree."""
+    if config.server.secret_key:
+        return config.server.secret_key
+    material = "|".join([config.ops.console_password if config.ops else "", config.wechat.token,
+                         config.wechat.app_secret, config.wechat.encoding_aes_key])
+    if not material.strip("|"):
+        return secrets.token_hex(32)
+    return hashlib.sha256(("bot-console|" + material).encode()).hexdigest()
+
+
+def outbox_worker(parts: Parts):
+    """An OutboxWorker with the clients the config enables."""
+    from bot.channels.robot import RobotClient
+    from bot.channels.wechat_api import CustomerService
+    from bot.outbox import OutboxWorker
+
+    config = parts.config
+    ops = config.ops
+    robot = RobotClient(ops.webhook_url, ops.http_timeout) if ops and ops.webhook_url else None
+    customer = CustomerService(config.wechat, parts.store) if config.wechat.app_secret else None
+    if robot is None:
+        log.info("outbox: no [ops] webhook_url, ops notifications stay queued")
+    if customer is None:
+        log.info("outbox: no [wechat] app_secret, follow-ups go out with the customer's next reply")
+    return OutboxWorker(parts.store, robot, customer)
+
+
+def _start_outbox(parts: Parts) -> None:
+    """Run the outbox delivery thread inside this process."""
+    from bot.outbox import start_outbox_thread
+
+    start_outbox_thread(outbox_worker(parts))

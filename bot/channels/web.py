@@ -1,0 +1,43 @@
+"""Public HTTP endpoints: health, Prometheus metrics and the FAQ web pages."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, abort, render_template
+
+from bot.metrics import render_metrics
+
+log = logging.getLogger(__name__)
+
+
+def web_blueprint(parts) -> Blueprint:
+    """Blueprint with /healthz, /metrics and /answers/<id>."""
+    bp = Blueprint("web", __name__, template_folder="templates")
+
+    @bp.get("/healthz")
+    def healthz():
+        """200 when the store answers, 503 otherwise."""
+        try:
+            parts.store.get_token("healthz", time.time())
+        except Exception:  # noqa: BLE001 - any store failure means unhealthy
+            log.exception("healthz: store unavailable")
+            return {"status": "error", "store": "unavailable"}, 503
+        return {"status": "ok", "intents": len(parts.kb.intents)}
+
+    @bp.get("/metrics")
+    def metrics():
+        """Prometheus text exposition, computed from the shared store."""
+        body, content_type = render_metrics(parts.store)
+        return Response(body, content_type=content_type)
+
+    @bp.get("/answers/<answer_id>")
+    def answer_page(answer_id: str):
+        """An FAQ answer as a web page, with its screenshots."""
+        intent = parts.kb.intents.get(answer_id)
+        if intent is None or intent.kind != "faq":
+            abort(404)
+        body = parts.kb.render(answer_id)
+        return render_template("answer.html", intent=intent, paragraphs=body.split("\n"))
+
+    return bp

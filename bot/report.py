@@ -1,0 +1,39 @@
+"""Plain-text views for the CLI: store report, ticket list and one ticket."""
+from __future__ import annotations
+
+from bot.model import Ticket
+from bot.taxid import mask_tax_id
+from bot.tickets import format_time
+
+
+def format_store_report(report: dict) -> str:
+    """Unanswered questions (most frequent first), hits per intent, tickets by status."""
+    lines = ["未答问题（次数 · 最近时间 · 问题）:"]
+    rows = sorted(report.get("unanswered", []), key=lambda r: (-r["count"], -r["last_at"]))
+    lines += [f"  {r['count']:>4} · {format_time(r['last_at'])} · {r['text']}" for r in rows] or ["  （无）"]
+    lines.append("各问题命中次数:")
+    hits = sorted(report.get("hits", {}).items(), key=lambda kv: -kv[1])
+    lines += [f"  {count:>4}  {intent}" for intent, count in hits] or ["  （无）"]
+    tickets = report.get("tickets", {})
+    lines.append("工单: " + (", ".join(f"{k} {v}" for k, v in sorted(tickets.items())) or "（无）"))
+    return "\n".join(lines)
+
+
+def format_ticket_list(tickets: list[Ticket]) -> str:
+    """One line per ticket; tax IDs masked (the console and --json show them whole)."""
+    if not tickets:
+        return "no tickets"
+    return "\n".join(
+        f"{t.id:>6}  {t.number}  {t.status:<8}  {t.kind:<7}  {mask_tax_id(t.tax_id) or '-':<18}  "
+        f"{format_time(t.created_at)}  {t.words[:40]}"
+        for t in tickets)
+
+
+def format_ticket(ticket: Ticket, events: list[dict]) -> str:
+    """A ticket with its history."""
+    lines = [f"{ticket.number} ({ticket.status})", f"kind:    {ticket.kind} / {ticket.intent}",
+             f"tax id:  {ticket.tax_id or '-'} {' '.join(ticket.flags)}", f"user:    {ticket.user}",
+             f"words:   {ticket.words}", f"created: {format_time(ticket.created_at)}"]
+    lines += [f"attach:  {a}" for a in ticket.attachments]
+    lines += [f"  {format_time(e['at'])}  {e['kind']}  {e.get('detail', '')}" for e in events]
+    return "\n".join(lines)

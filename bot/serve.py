@@ -1,0 +1,44 @@
+"""`python -m bot serve`: the production server (gunicorn with the configured workers)."""
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from bot.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class BotServer(BaseApplication):
+    """Gunicorn application that builds the Flask app in each worker via create_app."""
+
+    def __init__(self, config: Config, host: str, port: int, workers: int):
+        self.bot_config = config
+        self.options = {
+            "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4,
+            "timeout": 30, "graceful_timeout": 10, "accesslog": "-", "errorlog": "-",
+            "limit_request_field_size": 8190, "proc_name": "leqi-bot",
+        }
+        super().__init__()
+
+    def load_config(self):
+        """Hand our options to gunicorn."""
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """Build the app inside the worker (each worker gets its own store connections)."""
+        from bot.app import create_app
+
+        return create_app(self.bot_config, start_worker=True)
+
+
+def serve(config: Config, host: str | None, port: int | None, workers: int | None) -> int:
+    """Run gunicorn until stopped."""
+    host = host or config.server.host
+    port = port or config.server.port
+    workers = workers or config.server.workers
+    log.info("serving on %s:%s with %s workers (%s)", host, port, workers, config.source)
+    BotServer(config, host, port, workers).run()
+    return 0

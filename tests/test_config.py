@@ -1,0 +1,73 @@
+"""Config loading: TOML into frozen dataclasses, env secrets, optional sections, clear errors."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from bot.config import ConfigError, load_config
+
+from .conftest import ROOT
+
+
+def write(tmp_path, text: str):
+    """A config file with the given TOML."""
+    path = tmp_path / "bot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_loads_and_documents_every_key():
+    config = load_config(ROOT / "config.example.toml", env={})
+    assert config.wechat.token == "change-me"
+    assert config.ops is not None and config.wecom is None
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for name in ("token", "app_id", "app_secret", "encoding_aes_key", "api_base_url", "corp_id",
+                 "agent_id", "secret", "webhook_url", "console_password", "url", "redis_url",
+                 "public_url", "workers"):
+        assert f"{name} =" in example, name
+
+
+def test_config_is_frozen(tmp_path):
+    config = load_config(write(tmp_path, '[wechat]\ntoken = "t"\n'), env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.wechat.token = "other"
+
+
+def test_secrets_come_from_env(tmp_path):
+    path = write(tmp_path, '[wechat]\ntoken = "t"\napp_secret = ""\n[ops]\nwebhook_url = ""\n')
+    env = {"BOT_WECHAT_APP_SECRET": "s3cret", "BOT_OPS_CONSOLE_PASSWORD": "pw", "BOT_SERVER_WORKERS": "4"}
+    config = load_config(path, env=env)
+    assert (config.wechat.app_secret, config.ops.console_password, config.server.workers) == ("s3cret", "pw", 4)
+
+
+def test_missing_optional_sections_turn_features_off_with_a_log_line(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="bot.config")
+    config = load_config(write(tmp_path, '[wechat]\ntoken = "t"\n'), env={})
+    assert config.wecom is None and config.ops is None
+    assert any("[wecom]" in r.message for r in caplog.records)
+    assert any("[ops]" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[server]\nport = 1\n', "[wechat] section is required"),
+    ('[wechat]\ntoken = "t"\ntokn = "typo"\n', "unknown key(s): tokn"),
+    ('[wechat]\ntoken = "t"\n[wechatt]\n', "unknown section(s): wechatt"),
+    ('[wechat\ntoken = "t"\n', "invalid TOML"),
+    ('[wechat]\ntoken = 5\n', "expected a string"),
+    ('[wechat]\ntoken = "t"\n[server]\nworkers = "many"\n', "workers"),
+])
+def test_bad_config_gives_a_clear_error(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_answers_dir_is_relative_to_the_config_file(tmp_path):
+    config = load_config(write(tmp_path, '[wechat]\ntoken = "t"\n[answers]\ndir = "faq"\n'), env={})
+    assert config.answers_dir == (tmp_path / "faq").resolve()

@@ -97,7 +97,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     try:
         post = frontmatter.loads(raw)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1
         problems.append(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}")
         return None

@@ -98,7 +98,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
         post = frontmatter.loads(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark else 1
+        line = mark.line + 1 if mark else 1  # marks count from the opening ---
         problems.append(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}")
         return None
     meta = post.metadata

@@ -293,3 +293,19 @@ class FakeRobot(FakeServer):
         self._sent_at.append(self.clock())
         self.messages.append(content)
         return OK
+
+
+class FakeClock:
+    """A settable clock for code that takes `clock=`; starts at a fixed epoch time."""
+
+    def __init__(self, now: float = 1_800_000_000.0):
+        """Start at `now`."""
+        self.now = now
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds

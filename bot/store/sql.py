@@ -1,0 +1,451 @@
+"""SqlStore: the whole Store contract on SQLAlchemy Core, for SQLite (default) and PostgreSQL."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON, Column, Double, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    create_engine, delete, event, func, insert, or_, pool, select, update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+
+from bot.model import Session, Ticket
+from bot.store.base import Claim, OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+SCHEMA_LOCK = 0x6C65716973746F72  # pg advisory lock key for create_all ("leqistor")
+OPS_LOCK = SCHEMA_LOCK + 1  # serialises the robot's per-minute budget
+TARGETS = ("ops", "customer")
+
+metadata = MetaData()
+
+
+def _t(name: str) -> Column:
+    """An epoch-seconds column."""
+    return Column(name, Double)
+
+
+sessions = Table("sessions", metadata, Column("user", String, primary_key=True),
+                 Column("state", JSON, nullable=False), _t("updated_at"))
+messages = Table("messages", metadata, Column("key", String, primary_key=True),
+                 Column("status", String, nullable=False), Column("reply", Text),
+                 _t("claimed_at"), _t("done_at"))
+users = Table("users", metadata, Column("user", String, primary_key=True),
+              Column("tax_id", String, nullable=False), _t("updated_at"))
+transcript = Table("transcript", metadata, Column("id", Integer, primary_key=True),
+                   Column("user", String, nullable=False, index=True), Column("direction", String),
+                   Column("text", Text), _t("at"))
+tickets = Table(
+    "tickets", metadata, Column("id", Integer, primary_key=True),
+    Column("user", String, nullable=False, index=True), Column("kind", String), Column("intent", String),
+    Column("status", String, nullable=False, index=True), Column("tax_id", String),
+    Column("flags", JSON), Column("words", Text), Column("channel", String),
+    Column("source_key", String, nullable=False, unique=True), _t("created_at"), _t("resolved_at"))
+ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_key=True),
+                      Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
+                      _t("at"), Column("kind", String), Column("detail", Text))
+attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
+                    Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
+                    Column("media", Text, nullable=False), _t("at"))
+outbox = Table(
+    "outbox", metadata, Column("id", Integer, primary_key=True), Column("target", String, nullable=False),
+    Column("user", String), Column("payload", JSON, nullable=False),
+    Column("ticket_id", ForeignKey("tickets.id")), Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0), _t("next_at"), Column("last_error", Text),
+    _t("created_at"), _t("claimed_at"), _t("sent_at"),
+    Index("ix_outbox_due", "status", "target", "next_at"), Index("ix_outbox_user", "user", "status"))
+unanswered = Table("unanswered", metadata, Column("id", Integer, primary_key=True),
+                   Column("user", String), Column("text", Text, nullable=False), _t("at"))
+hits = Table("hits", metadata, Column("id", Integer, primary_key=True),
+             Column("intent", String, nullable=False), _t("at"))
+tokens = Table("tokens", metadata, Column("name", String, primary_key=True),
+               Column("value", Text, nullable=False), _t("expires_at"))
+
+
+def session_from_state(state: dict | None, tax_id: str) -> Session:
+    """Rebuild a Session from stored JSON plus the remembered tax ID; bad state starts afresh."""
+    try:
+        session = Session.from_dict(state)
+    except (ValueError, TypeError, AttributeError):
+        log.warning("store: unreadable session state dropped: %.200r", state)
+        session = Session()
+    return replace(session, tax_id=tax_id or "")
+
+
+def session_state(session: Session) -> dict:
+    """The JSON-safe state to persist: everything but the tax ID (users table)."""
+    data = session.to_dict()
+    data.pop("tax_id", None)
+    return data
+
+
+def _outbox_row(row) -> OutboxRow:
+    """An outbox table row as the contract's OutboxRow."""
+    return OutboxRow(id=row.id, target=row.target, user=row.user or "", payload=row.payload,
+                     ticket_id=row.ticket_id, attempts=row.attempts, next_at=row.next_at,
+                     status=row.status)
+
+
+def _sqlite_setup(engine, on_disk: bool) -> None:
+    """Per-connection pragmas; SQLAlchemy emits BEGIN (IMMEDIATE for writers) itself."""
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        """Busy timeout, WAL and foreign keys on every new connection."""
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=5000")
+        if on_disk:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        """BEGIN IMMEDIATE takes the write lock up front, so writers queue instead of failing."""
+        immediate = conn.get_execution_options().get("immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str):
+    """An engine for `url`: psycopg 3 for PostgreSQL, WAL/StaticPool setup for SQLite."""
+    parsed = make_url(url)
+    serializer = functools.partial(json.dumps, ensure_ascii=False)
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=serializer)
+    if parsed.get_backend_name() != "sqlite":
+        raise ValueError(f"unsupported storage url (sqlite:/// or postgresql://): {parsed.drivername}")
+    on_disk = parsed.database not in (None, "", ":memory:")
+    if on_disk:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, json_serializer=serializer)
+    else:
+        engine = create_engine("sqlite://", poolclass=pool.StaticPool, json_serializer=serializer,
+                               connect_args={"check_same_thread": False})
+    _sqlite_setup(engine, on_disk)
+    return engine
+
+
+class SqlStore(Store):
+    """The Store on one SQL database; every multi-row change is one transaction."""
+
+    def __init__(self, url: str):
+        """Connect and create the schema (safe when several workers start at once)."""
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        in_memory = self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
+        self._lock = threading.RLock() if in_memory else nullcontext()
+        with self._tx(write=True) as conn:
+            self._advisory_lock(conn, SCHEMA_LOCK)
+            metadata.create_all(conn)
+        log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
+
+    def close(self) -> None:
+        """Release all pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self, write: bool = False):
+        """One transaction; on SQLite a writer takes the write lock at BEGIN."""
+        with self._lock, self.engine.connect() as conn:
+            with conn.execution_options(immediate=write).begin():
+                yield conn
+
+    def _advisory_lock(self, conn, key: int) -> None:
+        """PostgreSQL: hold a transaction-scoped advisory lock (SQLite's BEGIN IMMEDIATE suffices)."""
+        if self.dialect == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def _upsert(self, conn, table: Table, key: dict, values: dict) -> None:
+        """Insert or update the row identified by `key`."""
+        stmt = self._insert(table).values(**key, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
+
+    # -- dedupe --
+    def claim_message(self, key: str, now: float, lease: float = 4.0) -> Claim:
+        """Claim `key`; a claim older than `lease` without a reply may be taken over."""
+        with self._tx(write=True) as conn:
+            stmt = self._insert(messages).values(key=key, status="claimed", claimed_at=now)
+            inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key)
+            if conn.execute(inserted).scalar() is not None:
+                return Claim("new")
+            row = conn.execute(select(messages).where(messages.c.key == key)).one()
+            if row.status == "done":
+                return Claim("done", row.reply)
+            if now - (row.claimed_at or 0.0) < lease:
+                return Claim("busy")
+            taken = conn.execute(update(messages).where(
+                messages.c.key == key, messages.c.status == "claimed",
+                messages.c.claimed_at == row.claimed_at).values(claimed_at=now)).rowcount
+        if taken:
+            log.warning("store: took over stale claim on message %s", key)
+        return Claim("new" if taken else "busy")
+
+    def finish_message(self, key: str, reply: str, now: float) -> None:
+        """Store the reply for `key` so retries get the same answer."""
+        with self._tx(write=True) as conn:
+            self._upsert(conn, messages, {"key": key}, {"status": "done", "reply": reply, "done_at": now})
+
+    def purge_messages(self, older_than: float) -> int:
+        """Delete processed-message rows older than the given epoch time."""
+        with self._tx(write=True) as conn:
+            when = func.coalesce(messages.c.done_at, messages.c.claimed_at)
+            return conn.execute(delete(messages).where(when < older_than)).rowcount
+
+    # -- sessions + tax ID --
+    def get_tax_id(self, user: str) -> str:
+        """The user's remembered tax ID, or ""."""
+        with self._tx() as conn:
+            return conn.execute(select(users.c.tax_id).where(users.c.user == user)).scalar() or ""
+
+    def load_session(self, user: str) -> Session:
+        """Conversation state merged with the user's remembered tax ID."""
+        with self._tx() as conn:
+            state = conn.execute(select(sessions.c.state).where(sessions.c.user == user)).scalar()
+            tax_id = conn.execute(select(users.c.tax_id).where(users.c.user == user)).scalar()
+        return session_from_state(state, tax_id or "")
+
+    def save_session(self, user: str, session: Session) -> None:
+        """Persist the conversation state (not the tax ID: see remember_tax_id)."""
+        with self._tx(write=True) as conn:
+            self._upsert(conn, sessions, {"user": user},
+                         {"state": session_state(session), "updated_at": session.updated_at})
+
+    def end_session(self, user: str) -> None:
+        """Delete the conversation state."""
+        with self._tx(write=True) as conn:
+            conn.execute(delete(sessions).where(sessions.c.user == user))
+
+    def remember_tax_id(self, user: str, tax_id: str) -> None:
+        """Remember the customer's tax ID."""
+        with self._tx(write=True) as conn:
+            self._upsert(conn, users, {"user": user}, {"tax_id": tax_id, "updated_at": time.time()})
+
+    def forget_tax_id(self, user: str) -> None:
+        """Forget the customer's tax ID."""
+        with self._tx(write=True) as conn:
+            conn.execute(delete(users).where(users.c.user == user))
+
+    # -- transcript --
+    def log_message(self, user: str, direction: str, text: str, now: float) -> None:
+        """Append one line ("in"/"out") to the user's transcript."""
+        with self._tx(write=True) as conn:
+            conn.execute(insert(transcript).values(user=user, direction=direction, text=text, at=now))
+
+    def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
+        """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
+        query = (select(transcript.c.direction, transcript.c.text, transcript.c.at)
+                 .where(transcript.c.user == user).order_by(transcript.c.id.desc()).limit(limit))
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [dict(row) for row in reversed(rows)]
+
+    # -- tickets --
+    def _tickets(self, conn, *where, order=True) -> list[Ticket]:
+        """Tickets matching `where` with their attachments, newest first."""
+        query = select(tickets).where(*where)
+        if order:
+            query = query.order_by(tickets.c.created_at.desc(), tickets.c.id.desc())
+        rows = conn.execute(query).all()
+        media: dict[int, list[str]] = {row.id: [] for row in rows}
+        if media:
+            found = conn.execute(select(attachments.c.ticket_id, attachments.c.media)
+                                 .where(attachments.c.ticket_id.in_(media)).order_by(attachments.c.id))
+            for ticket_id, item in found:
+                media[ticket_id].append(item)
+        return [Ticket(id=r.id, user=r.user, kind=r.kind, intent=r.intent, status=r.status,
+                       tax_id=r.tax_id or "", flags=tuple(r.flags or ()), words=r.words or "",
+                       channel=r.channel, created_at=r.created_at, resolved_at=r.resolved_at,
+                       attachments=tuple(media[r.id])) for r in rows]
+
+    def _queue(self, conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
+        """Insert outbox rows (target, user, payload[, next_at]) as pending; their ids."""
+        ids = []
+        for row in rows:
+            if row.get("target") not in TARGETS or not isinstance(row.get("payload"), dict):
+                raise ValueError(f"outbox row needs target in {TARGETS} and a dict payload: {row!r:.200}")
+            ids.append(conn.execute(insert(outbox).values(
+                target=row["target"], user=row.get("user") or user, payload=row["payload"],
+                ticket_id=ticket_id, status="pending", attempts=0, next_at=row.get("next_at", now),
+                created_at=now).returning(outbox.c.id)).scalar_one())
+        return ids
+
+    @staticmethod
+    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "") -> None:
+        """Append a ticket_events row."""
+        conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail))
+
+    def create_ticket(self, ticket: Ticket, source_key: str, outbox) -> tuple[Ticket, bool]:
+        """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
+        values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status or "open",
+                      tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
+                      channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
+        stmt = self._insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
+        with self._tx(write=True) as conn:
+            new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
+            if new_id is None:
+                return self._tickets(conn, tickets.c.source_key == source_key)[0], False
+            created = self._tickets(conn, tickets.c.id == new_id)[0]
+            rows = outbox(created) if callable(outbox) else outbox
+            self._queue(conn, rows, new_id, ticket.user, ticket.created_at)
+            self._event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
+        log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
+        return created, True
+
+    def get_ticket(self, ticket_id: int) -> Ticket | None:
+        """One ticket or None."""
+        with self._tx() as conn:
+            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
+        return found[0] if found else None
+
+    def list_tickets(self, status: str | None = None, user: str | None = None) -> list[Ticket]:
+        """Tickets, newest first, optionally filtered."""
+        where = [col == value for col, value in ((tickets.c.status, status), (tickets.c.user, user))
+                 if value is not None]
+        with self._tx() as conn:
+            return self._tickets(conn, *where)
+
+    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+        """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
+        with self._tx(write=True) as conn:
+            changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, tickets.c.status != "resolved")
+                                   .values(status="resolved", resolved_at=now)).rowcount
+            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
+            if changed:
+                self._queue(conn, outbox, ticket_id, found[0].user, now)
+                self._event(conn, ticket_id, now, "resolved")
+        return found[0] if found else None
+
+    def attach_to_ticket(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
+        """Attach a media reference, reopen if resolved, queue `outbox`; one transaction."""
+        with self._tx(write=True) as conn:
+            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
+            if not found:
+                raise KeyError(f"no ticket {ticket_id}")
+            conn.execute(insert(attachments).values(ticket_id=ticket_id, media=media, at=now))
+            self._event(conn, ticket_id, now, "attached", media)
+            if found[0].status == "resolved":
+                conn.execute(update(tickets).where(tickets.c.id == ticket_id)
+                             .values(status="open", resolved_at=None))
+                self._event(conn, ticket_id, now, "reopened")
+            self._queue(conn, outbox, ticket_id, found[0].user, now)
+            return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
+
+    def ticket_events(self, ticket_id: int) -> list[dict]:
+        """History of a ticket: {"at", "kind", "detail"}."""
+        query = (select(ticket_events.c.at, ticket_events.c.kind, ticket_events.c.detail)
+                 .where(ticket_events.c.ticket_id == ticket_id).order_by(ticket_events.c.at, ticket_events.c.id))
+        with self._tx() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # -- outbox --
+    def queue_message(self, row: dict, ticket_id: int | None, now: float) -> int:
+        """Queue one outbox row (target, user, payload) outside ticket creation; returns its id."""
+        with self._tx(write=True) as conn:
+            return self._queue(conn, [row], ticket_id, row.get("user") or "", now)[0]
+
+    def _ops_budget(self, conn, now: float, per_minute: int) -> int:
+        """How many ops rows the robot may still take this minute (sent in 60 s or in flight)."""
+        self._advisory_lock(conn, OPS_LOCK)
+        used = conn.execute(select(func.count()).select_from(outbox).where(
+            outbox.c.target == "ops",
+            or_(outbox.c.status == "sending", (outbox.c.status == "sent") & (outbox.c.sent_at > now - 60)),
+        )).scalar_one()
+        return max(0, per_minute - used)
+
+    def claim_outbox(self, now: float, limit: int = 10, target: str | None = None,
+                     *, ops_per_minute: int = 20) -> list[OutboxRow]:
+        """Atomically move due pending rows to `sending`; no row is ever claimed twice."""
+        if target is not None and target not in TARGETS:
+            raise ValueError(f"unknown outbox target {target!r}")
+        with self._tx(write=True) as conn:
+            rows = []
+            for kind in (target,) if target else TARGETS:
+                room = limit if kind == "customer" else min(limit, self._ops_budget(conn, now, ops_per_minute))
+                if room > 0:
+                    rows += conn.execute(select(outbox).where(
+                        outbox.c.status == "pending", outbox.c.target == kind, outbox.c.next_at <= now,
+                    ).order_by(outbox.c.next_at, outbox.c.id).limit(room).with_for_update(skip_locked=True)).all()
+            rows = sorted(rows, key=lambda r: (r.next_at, r.id))[:limit]
+            if rows:
+                conn.execute(update(outbox).where(outbox.c.id.in_([r.id for r in rows]))
+                             .values(status="sending", claimed_at=now))
+        return [replace(_outbox_row(r), status="sending") for r in rows]
+
+    def _set_outbox(self, row_id: int, **values) -> None:
+        """Update one outbox row."""
+        with self._tx(write=True) as conn:
+            conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+
+    def outbox_sent(self, row_id: int, now: float) -> None:
+        """Mark a row delivered."""
+        self._set_outbox(row_id, status="sent", sent_at=now)
+
+    def outbox_retry(self, row_id: int, next_at: float, error: str) -> None:
+        """Back to pending, due at next_at, attempts + 1."""
+        self._set_outbox(row_id, status="pending", next_at=next_at, last_error=error,
+                         attempts=outbox.c.attempts + 1)
+
+    def outbox_hold(self, row_id: int, error: str) -> None:
+        """Customer window closed: keep for delivery with the customer's next passive reply."""
+        self._set_outbox(row_id, status="held", last_error=error)
+
+    def take_held(self, user: str, now: float) -> list[OutboxRow]:
+        """Atomically take (mark sent) the user's held customer messages."""
+        stmt = (update(outbox).where(outbox.c.user == user, outbox.c.target == "customer",
+                                     outbox.c.status == "held")
+                .values(status="sent", sent_at=now).returning(*outbox.c))
+        with self._tx(write=True) as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
+
+    def requeue_stale_sending(self, older_than: float) -> int:
+        """Rows stuck in `sending` (a killed worker) go back to pending."""
+        with self._tx(write=True) as conn:
+            return conn.execute(update(outbox).where(outbox.c.status == "sending", or_(
+                outbox.c.claimed_at < older_than, outbox.c.claimed_at.is_(None))).values(status="pending")).rowcount
+
+    # -- analytics --
+    def log_unanswered(self, user: str, text: str, now: float) -> None:
+        """Record a question nothing answered."""
+        with self._tx(write=True) as conn:
+            conn.execute(insert(unanswered).values(user=user, text=text, at=now))
+
+    def log_hit(self, intent: str, now: float) -> None:
+        """Count an answered intent."""
+        with self._tx(write=True) as conn:
+            conn.execute(insert(hits).values(intent=intent, at=now))
+
+    def report(self) -> dict:
+        """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n}}."""
+        count, last = func.count().label("count"), func.max(unanswered.c.at).label("last_at")
+        with self._tx() as conn:
+            asked = conn.execute(select(unanswered.c.text, count, last).group_by(unanswered.c.text)
+                                 .order_by(count.desc(), last.desc(), unanswered.c.text)).mappings().all()
+            hit = conn.execute(select(hits.c.intent, func.count()).group_by(hits.c.intent)).all()
+            states = conn.execute(select(tickets.c.status, func.count()).group_by(tickets.c.status)).all()
+        return {"unanswered": [dict(row) for row in asked], "hits": dict(hit), "tickets": dict(states)}
+
+    # -- shared tokens --
+    def get_token(self, name: str, now: float) -> str | None:
+        """A cached token that is still valid at `now`, else None."""
+        with self._tx() as conn:
+            value = conn.execute(select(tokens.c.value).where(tokens.c.name == name,
+                                                              tokens.c.expires_at > now)).scalar()
+        return value or None
+
+    def put_token(self, name: str, value: str, expires_at: float) -> None:
+        """Cache a token until expires_at."""
+        with self._tx(write=True) as conn:
+            self._upsert(conn, tokens, {"name": name}, {"value": value, "expires_at": expires_at})

@@ -76,39 +76,50 @@ def classify(value: str) -> str:
 
 
 def _candidates(text: str):
-    """(groups, position, value) for each joined window of adjacent groups ≤ 20 chars."""
+    """(groups, position, value, span) for each joined window of adjacent groups ≤ 20 chars."""
     position = 0
     for run in _RUN.finditer(text):
-        tokens = _TOKEN.findall(run.group())
-        for start in range(len(tokens)):
+        tokens = list(_TOKEN.finditer(text, run.start(), run.end()))
+        for first in range(len(tokens)):
             joined = ""
-            for end in range(start, len(tokens)):
-                joined += tokens[end]
-                if len(joined) > _MAX_LEN or (end > start and _has_mobile(tokens[start:end + 1])):
+            for last in range(first, len(tokens)):
+                joined += tokens[last].group()
+                if len(joined) > _MAX_LEN or _has_mobile(tokens[first:last + 1]):
                     break
                 position += 1
-                yield end - start + 1, position, joined
+                yield last - first + 1, position, joined, (tokens[first].start(), tokens[last].end())
 
 
-def _has_mobile(tokens: list[str]) -> bool:
-    """True when one of the groups is an 11-digit mobile number."""
-    return any(_MOBILE.fullmatch(t) for t in tokens)
+def _has_mobile(tokens: list[re.Match]) -> bool:
+    """True when a joined window of several groups contains an 11-digit mobile number."""
+    return len(tokens) > 1 and any(_MOBILE.fullmatch(t.group()) for t in tokens)
+
+
+def _best(normalised: str) -> tuple[str, str, tuple[int, int]] | None:
+    """(value, status, span) of the best candidate: valid first, fewest groups, earliest."""
+    best = None
+    for size, position, value, span in _candidates(normalised):
+        status = classify(value)
+        if status != NOT_FOUND:
+            key = (_RANK[status], size, position, value, status, span)
+            best = key if best is None or key < best else best
+    return best[3:] if best else None
 
 
 def find_tax_id(text: str) -> TaxIdResult:
-    """Extract the best tax ID candidate from free text ("我们税号是 9111…，麻烦了").
+    """Extract the best tax ID candidate from free text ("我们税号是 9111…，麻烦了")."""
+    best = _best(normalise(text))
+    return TaxIdResult(best[0], best[1]) if best else TaxIdResult("", NOT_FOUND)
 
-    Preference: a valid ID over a bad check digit, fewer joined groups, then the earliest.
-    """
-    best: tuple[int, int, int, str, str] | None = None
-    for size, position, value in _candidates(normalise(text)):
-        status = classify(value)
-        if status != NOT_FOUND:
-            key = (_RANK[status], size, position, value, status)
-            best = key if best is None or key < best else best
+
+def remove_tax_id(text: str) -> str:
+    """The normalised text without the tax ID `find_tax_id` would pick (for matching the rest)."""
+    normalised = normalise(text)
+    best = _best(normalised)
     if best is None:
-        return TaxIdResult("", NOT_FOUND)
-    return TaxIdResult(best[3], best[4])
+        return normalised
+    start, end = best[2]
+    return f"{normalised[:start]} {normalised[end:]}".strip()
 
 
 def mask_tax_id(value: str) -> str:

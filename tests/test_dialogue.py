@@ -1,0 +1,229 @@
+"""The pure dialogue core: every transition, run on the shipped answers with the real matcher."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from bot.dialogue import step
+from bot.kb import load_kb
+from bot.matcher import attach_matcher
+from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId,
+                       Inbound, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Stage)
+
+ROOT = Path(__file__).resolve().parent.parent
+USCC = "91110108551385082Q"
+BAD = "91110108551385082X"
+CM, IDS = "leqi-channel-missing", "leqi-ids-swapped"
+Q = "数电配置里没有乐企联用通道"
+Q_IDS = "乐企单位ID填反了怎么办"
+IDLE, TAX, CHOICE = Stage.IDLE, Stage.AWAITING_TAX_ID, Stage.AWAITING_CHOICE
+
+
+@dataclass(frozen=True)
+class T:
+    """Expected Reply of answers/texts/<name>.md rendered with `vars`."""
+
+    name: str
+    vars: tuple = ()
+
+
+@dataclass(frozen=True)
+class A:
+    """Expected Reply of an intent's answer (optionally with a tax ID)."""
+
+    intent: str
+    tax_id: str = ""
+
+
+def t(name: str, **variables) -> T:
+    """Shorthand for an expected text reply."""
+    return T(name, tuple(variables.items()))
+
+
+def ask(purpose: str = CM, known: str = "") -> T:
+    """The ask-tax-id text."""
+    return t("ask-tax-id", purpose=purpose, known_tax_id=known)
+
+
+def channel_ticket(words: str, tax_id: str = USCC, flags: tuple = ()) -> list:
+    """Remember the tax ID and open a channel ticket."""
+    return [RememberTaxId(tax_id), CreateTicket("channel", CM, words, tax_id=tax_id, flags=flags)]
+
+
+def resolve(kb, expected: list) -> list:
+    """Turn T/A shorthands into the Reply actions the dialogue must produce."""
+    out = []
+    for item in expected:
+        if isinstance(item, T):
+            out.append(Reply(kb.render(item.name, **dict(item.vars))))
+        elif isinstance(item, A):
+            out.append(Reply(kb.render_answer(item.intent, tax_id=item.tax_id), answer_id=item.intent))
+        else:
+            out.append(item)
+    return out
+
+
+def inbound(message) -> Inbound:
+    """A text Inbound from a string; other Inbounds pass through."""
+    return message if isinstance(message, Inbound) else Inbound(user="u1", kind="text", text=message)
+
+
+def run(kb, state: Session, turns: list) -> None:
+    """Play (message, expected actions, expected stage[, seconds later]) turns and check each."""
+    now = 1_000_000.0
+    for number, (message, expected, stage, *later) in enumerate(turns, 1):
+        now += later[0] if later else 60
+        state, actions = step(state, inbound(message), kb, now)
+        assert actions == resolve(kb, expected), f"turn {number}: {message!r}"
+        assert state.stage == stage, f"turn {number}: {message!r}"
+        assert state.updated_at == now
+
+
+@pytest.fixture(scope="module")
+def bot_kb():
+    """The shipped answers with the matcher attached."""
+    return attach_matcher(load_kb(ROOT / "answers"))
+
+
+ASK = (Q, [LogHit(CM), A(CM), ask()], TAX)
+
+FLOWS = {
+    "invalid then valid": [ASK, (BAD, [t("tax-id-invalid", value=BAD, reason="check digit")], TAX),
+                           (f"不好意思，是 {USCC}", channel_ticket(f"{Q} / 不好意思，是 {USCC}"), IDLE)],
+    "tax id inside a sentence": [ASK, (f"我们税号是 {USCC}，麻烦了",
+                                       channel_ticket(f"{Q} / 我们税号是 {USCC}，麻烦了"), IDLE)],
+    "full-width digits": [ASK, ("９１１１０１０８５５１３８５０８２ｑ",
+                                channel_ticket(f"{Q} / ９１１１０１０８５５１３８５０８２ｑ"), IDLE)],
+    "tax id in the question": [(f"{Q}，税号 {USCC}", [LogHit(CM), *channel_ticket(f"{Q}，税号 {USCC}")],
+                                IDLE)],
+    "same bad value twice is flagged": [
+        ASK, (BAD, [t("tax-id-invalid", value=BAD, reason="check digit")], TAX),
+        (f"没错就是{BAD}", channel_ticket(f"{Q} / 没错就是{BAD}", BAD, ("校验位未通过",)), IDLE)],
+    "a different bad value is asked again": [
+        ASK, (BAD, [t("tax-id-invalid", value=BAD, reason="check digit")], TAX),
+        ("91110108551385083X", [t("tax-id-invalid", value="91110108551385083X", reason="check digit")],
+         TAX)],
+    "topic switch": [ASK, (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX),
+                     (USCC, [RememberTaxId(USCC), t("tax-id-cached-key", tax_id=USCC)], IDLE)],
+    "command during the flow": [ASK, ("进度", [ShowTickets()], IDLE)],
+    "cancel": [ASK, ("算了", [t("cancelled")], IDLE)],
+    "cancel in a sentence": [ASK, ("不用了，谢谢", [t("cancelled")], IDLE)],
+    "three non-tax-ids give up": [
+        ASK, ("好的我找一下", [t("tax-id-invalid", value="", reason="not found")], TAX),
+        ("税号是多少", [t("tax-id-invalid", value="", reason="not found")], TAX),
+        ("我不知道税号", [t("fallback", question="我不知道税号")], IDLE)],
+    "expired flow is idle": [ASK, (USCC, [LogUnanswered(USCC), t("fallback", question=USCC)], IDLE,
+                                   SESSION_TTL_SECONDS + 1)],
+    "not yet expired": [ASK, (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE, SESSION_TTL_SECONDS - 1)],
+    "cache key asked then given": [(Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX),
+                                   (f"税号{USCC}", [RememberTaxId(USCC),
+                                                   t("tax-id-cached-key", tax_id=USCC)], IDLE)],
+    "still missing after update": [("更新了还是没有", [t("still-missing")], IDLE),
+                                   ("刷新之后仍然不显示", [t("still-missing")], IDLE)],
+    "still not showing without update goes to the FAQ": [
+        ("还是不显示乐企联用通道", [LogHit(CM), A(CM), ask()], TAX)],
+    "out of scope": [("乐企怎么收费", [LogUnanswered("乐企怎么收费"), t("fallback", question="乐企怎么收费")],
+                      IDLE)],
+    "cancel word that is a question": [("取消发票", [LogUnanswered("取消发票"),
+                                                     t("fallback", question="取消发票")], IDLE)],
+    "commands": [("帮助", [LogHit("help"), A("help")], IDLE), ("菜单", [LogHit("help"), A("help")], IDLE),
+                 ("转人工", [LogHit("human-agent"), CreateTicket("human", "human-agent", "转人工")], IDLE),
+                 ("我要找人工", [LogHit("human-agent"), CreateTicket("human", "human-agent", "我要找人工")],
+                  IDLE),
+                 ("进度", [ShowTickets()], IDLE), ("我的工单", [ShowTickets()], IDLE),
+                 ("工单状态？", [ShowTickets()], IDLE), ("你好", [LogHit("greeting"), A("greeting")], IDLE)],
+    "forget": [("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], IDLE)],
+    "events and other kinds": [
+        (Inbound("u1", "event", event="subscribe"), [t("welcome")], IDLE),
+        (Inbound("u1", "event", event="unsubscribe"), [EndSession()], IDLE),
+        (Inbound("u1", "image", media_id="m1", pic_url="http://127.0.0.1/p.png"),
+         [AttachImage("m1", "http://127.0.0.1/p.png")], IDLE),
+        (Inbound("u1", "voice", text=""), [t("voice-empty")], IDLE),
+        (Inbound("u1", "voice", text="数电配置里没有乐企联用通道。"), [LogHit(CM), A(CM), ask()], TAX),
+        (Inbound("u1", "location"), [t("unsupported", kind="location")], TAX),
+        (Inbound("u1", "link"), [t("unsupported", kind="link")], TAX)],
+}
+
+
+@pytest.mark.parametrize("turns", list(FLOWS.values()), ids=list(FLOWS))
+def test_flows(bot_kb, turns):
+    """A new customer (no remembered tax ID) through each conversation."""
+    run(bot_kb, Session(), turns)
+
+
+REMEMBERED = {
+    "confirm with 是": [(Q, [LogHit(CM), A(CM), ask(known=USCC)], TAX), ("是", channel_ticket(f"{Q} / 是"), IDLE)],
+    "confirm with full-width 1": [(Q, [LogHit(CM), A(CM), ask(known=USCC)], TAX),
+                                  ("１", channel_ticket(f"{Q} / １"), IDLE)],
+    "replace with a new one": [(Q, [LogHit(CM), A(CM), ask(known=USCC)], TAX),
+                               ("110105600037341", channel_ticket(f"{Q} / 110105600037341",
+                                                                  "110105600037341"), IDLE)],
+    "cache key at once": [(Q_IDS, [LogHit(IDS), A(IDS, tax_id=USCC)], IDLE)],
+    "forget then ask again": [("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], IDLE),
+                              (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX)],
+}
+
+
+@pytest.mark.parametrize("turns", list(REMEMBERED.values()), ids=list(REMEMBERED))
+def test_remembered_tax_id(bot_kb, turns):
+    """A customer whose tax ID we remember is asked to confirm it, or gets the exact key."""
+    run(bot_kb, Session(tax_id=USCC), turns)
+
+
+def test_expiry_keeps_remembered_tax_id(bot_kb):
+    """A stale flow is dropped, but the remembered tax ID survives."""
+    stale = Session(stage=TAX, purpose=CM, question=Q, updated_at=0.0, tax_id=USCC)
+    state, _ = step(stale, inbound("你好"), bot_kb, SESSION_TTL_SECONDS + 1.0)
+    assert state == Session(tax_id=USCC, updated_at=SESSION_TTL_SECONDS + 1.0)
+
+
+@pytest.fixture(scope="module")
+def close_kb(tmp_path_factory):
+    """Shipped answers plus two deliberately close intents, so the matcher asks to clarify."""
+    folder = tmp_path_factory.mktemp("answers")
+    shutil.copytree(ROOT / "answers", folder, dirs_exist_ok=True)
+    for intent, what in (("print-offset", "格式"), ("print-paper", "纸张")):
+        (folder / f"{intent}.md").write_text(
+            f"---\nid: {intent}\ntitle: 打印发票时{what}错位\nquestion: 开票软件打印发票时{what}错位怎么办\n"
+            f"keywords: [打印, 错位, {what}]\n---\n请检查{what}。\n", encoding="utf-8")
+    return attach_matcher(load_kb(folder))
+
+
+CLARIFY = (("打印发票错位", [t("clarify", options=["打印发票时格式错位", "打印发票时纸张错位"])], CHOICE))
+
+
+@pytest.mark.parametrize("pick, intent", [
+    ("1", "print-offset"), ("2", "print-paper"), ("２", "print-paper"), ("第一个", "print-offset"),
+    ("选1", "print-offset"), ("第2个", "print-paper"),
+])
+def test_clarify_pick(close_kb, pick, intent):
+    """A number (any common form) picks the offered intent."""
+    run(close_kb, Session(), [CLARIFY, (pick, [LogHit(intent), A(intent)], IDLE)])
+
+
+@pytest.mark.parametrize("reply, expected, stage", [
+    ("3", [LogUnanswered("3"), t("fallback", question="3")], IDLE),
+    ("谢谢", [LogHit("thanks"), A("thanks")], IDLE),
+    (Q, [LogHit(CM), A(CM), ask()], TAX),
+])
+def test_clarify_other_reply(close_kb, reply, expected, stage):
+    """Anything but a valid number is handled as a new message."""
+    run(close_kb, Session(), [CLARIFY, (reply, expected, stage)])
+
+
+def test_picked_channel_intent_keeps_question(close_kb):
+    """A flow started from a clarify pick keeps the customer's original words for the ticket."""
+    state = Session(stage=CHOICE, choices=(CM, IDS), question="乐企联用", updated_at=1_000_000.0)
+    run(close_kb, state, [("1", [LogHit(CM), A(CM), ask()], TAX),
+                          (USCC, channel_ticket(f"乐企联用 / {USCC}"), IDLE)])
+
+
+def test_state_round_trips_through_store_dict(bot_kb):
+    """The state a flow leaves behind survives to_dict/from_dict, as the stores keep it."""
+    state, _ = step(Session(), inbound(Q), bot_kb, 5.0)
+    assert Session.from_dict(state.to_dict()) == state == replace(
+        Session(), stage=TAX, purpose=CM, question=Q, updated_at=5.0)

@@ -150,7 +150,7 @@ class FakeWeChat(FakeServer):
     """The Official Account API: /cgi-bin/token and /cgi-bin/message/custom/send.
 
     A customer-service message needs a user message within 48 h (`user_message`) and at
-    most 5 messages per such window; `unverified = True` answers 48001 for every send.
+    most `quota` (5) messages per such window; `unverified = True` answers 48001 for every send.
     """
 
     def __init__(self, app_id: str = "wx-test-app", secret: str = "s3cret", token_ttl: int = 7200,
@@ -161,6 +161,7 @@ class FakeWeChat(FakeServer):
         self.token_fetches = 0
         self.windows: dict[str, float] = {}  # openid -> last user message
         self.quota_used: dict[str, int] = defaultdict(int)
+        self.quota = WINDOW_QUOTA
         self.unverified = False
         self.messages: list[tuple[str, str]] = []  # (openid, content)
         self._serial = itertools.count(1)
@@ -228,7 +229,7 @@ class FakeWeChat(FakeServer):
         opened = self.windows.get(openid)
         if opened is None or self.clock() - opened > WINDOW_SECONDS:
             return _err(45015, "response out of time limit or subscription is canceled")
-        if self.quota_used[openid] >= WINDOW_QUOTA:
+        if self.quota_used[openid] >= self.quota:
             return _err(45047, "out of response count limit")
         self.quota_used[openid] += 1
         self.messages.append((openid, content))

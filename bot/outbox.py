@@ -1,0 +1,146 @@
+"""Outbox worker: delivers queued ops notifications (WeCom robot) and customer messages (WeChat).
+
+Rows are claimed atomically from the store, so any number of workers may run; a failed row
+goes back to pending with exponential backoff, a closed customer window holds the row for
+the customer's next passive reply, and rows left in `sending` by a killed worker are requeued.
+Logs name row ids and error codes, never payloads (ops markdown carries tax IDs).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
+
+from bot.channels.robot import DeliveryError
+
+if TYPE_CHECKING:
+    from bot.channels.robot import RobotClient
+    from bot.channels.wechat_api import CustomerService
+    from bot.store.base import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+BASE_BACKOFF = 5.0
+MAX_BACKOFF = 600.0
+STALE_SENDING = 60.0  # a row `sending` this long belongs to a dead worker
+BATCH = 10
+OPS_PER_MINUTE = 20  # WeCom group robot limit
+
+
+def backoff(attempts: int) -> float:
+    """Delay before the next try after `attempts` failed ones: 5 s · 2^attempts, at most 10 min."""
+    return min(MAX_BACKOFF, BASE_BACKOFF * 2 ** min(attempts, 16))
+
+
+def _text(payload: dict, key: str) -> str:
+    """payload[key] when it is a non-empty string; KeyError/TypeError/ValueError otherwise."""
+    value = payload[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{key} is empty")
+    return value
+
+
+class OutboxWorker:
+    """Claims due outbox rows and delivers them; a missing client leaves its target's rows queued."""
+
+    def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
+                 clock: Callable[[], float] = time.time, *, batch: int = BATCH,
+                 ops_per_minute: int = OPS_PER_MINUTE):
+        """Deliver ops rows with `robot` and customer rows with `customer`."""
+        self.store = store
+        self.robot = robot
+        self.customer = customer
+        self.clock = clock
+        self.batch = batch
+        self.ops_per_minute = ops_per_minute
+
+    def run_once(self) -> int:
+        """Requeue stale rows, claim one batch and deliver it; returns the number of rows claimed."""
+        now = self.clock()
+        stale = self.store.requeue_stale_sending(now - STALE_SENDING)
+        if stale:
+            log.warning("outbox: requeued %d row(s) left sending by a stopped worker", stale)
+        rows = self._claim(now)
+        down: set[str] = set()
+        deadline = now + STALE_SENDING / 2
+        for row in rows:
+            if row.target in down:
+                self._retry(row, "deferred: target unavailable", True)
+            elif self.clock() > deadline:  # finish before another worker thinks we died
+                self.store.outbox_retry(row.id, self.clock(), "deferred: batch too slow")
+            else:
+                self._deliver(row, down)
+        return len(rows)
+
+    def _claim(self, now: float) -> list[OutboxRow]:
+        """Claim due rows for the targets this worker can deliver."""
+        if self.robot is None and self.customer is None:
+            return []
+        target = None if self.robot and self.customer else ("ops" if self.robot else "customer")
+        return self.store.claim_outbox(now, self.batch, target, ops_per_minute=self.ops_per_minute)
+
+    def _deliver(self, row: OutboxRow, down: set[str]) -> None:
+        """Send one row and record the outcome; a broken row never stops the batch."""
+        try:
+            self._send(row)
+        except DeliveryError as exc:
+            self._failed(row, exc, down)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("outbox: row %d has an unusable payload (%s); retrying later",
+                      row.id, type(exc).__name__)
+            self._retry(row, f"bad payload: {type(exc).__name__}", False)
+        else:
+            self.store.outbox_sent(row.id, self.clock())
+            log.info("outbox: row %d delivered to %s (ticket %s)", row.id, row.target, row.ticket_id)
+
+    def _send(self, row: OutboxRow) -> None:
+        """Hand the payload to the right client."""
+        if row.target == "ops":
+            self.robot.send_markdown(_text(row.payload, "markdown"))
+        elif row.target == "customer":
+            self.customer.send_text(row.user, _text(row.payload, "text"))
+        else:
+            raise ValueError(f"unknown target {row.target!r}")
+
+    def _failed(self, row: OutboxRow, exc: DeliveryError, down: set[str]) -> None:
+        """Hold, or retry with backoff; a retryable failure marks the whole target down this round."""
+        if exc.hold and row.target == "customer":
+            self.store.outbox_hold(row.id, str(exc)[:500])
+            log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
+            return
+        if exc.retryable:  # outage, rate limit, busy: the next rows would fail the same way
+            down.add(row.target)
+        level = logging.WARNING if exc.retryable else logging.ERROR
+        log.log(level, "outbox: row %d to %s failed (attempt %d): %s", row.id, row.target,
+                row.attempts + 1, exc)
+        self._retry(row, str(exc)[:500], exc.retryable)
+
+    def _retry(self, row: OutboxRow, error: str, retryable: bool) -> None:
+        """Back to pending; a non-retryable error waits the longest (an operator may fix config)."""
+        delay = backoff(row.attempts) if retryable else MAX_BACKOFF
+        self.store.outbox_retry(row.id, self.clock() + delay, error)
+
+    def run_forever(self, stop_event: threading.Event, interval: float = 1.0) -> None:
+        """Deliver until `stop_event` is set; store errors are logged and retried next round."""
+        log.info("outbox: worker started (ops=%s, customer=%s)", self.robot is not None,
+                 self.customer is not None)
+        while not stop_event.is_set():
+            try:
+                claimed = self.run_once()
+            except Exception:  # noqa: BLE001 - the delivery thread must survive a store outage
+                log.exception("outbox: delivery round failed")
+                claimed = 0
+            stop_event.wait(0 if claimed >= self.batch else interval)
+        log.info("outbox: worker stopped")
+
+
+def start_outbox_thread(worker: OutboxWorker, interval: float = 1.0) -> tuple[threading.Thread, threading.Event]:
+    """Run `worker.run_forever` in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop, interval),
+                              name="outbox", daemon=True)
+    thread.start()
+    return thread, stop

@@ -1,0 +1,275 @@
+"""Outbox delivery end to end: real store, real clients, fake WeChat and robot servers on 127.0.0.1."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from bot.channels.robot import RobotClient
+from bot.channels.wechat_api import CustomerService
+from bot.config import WeChatConfig
+from bot.outbox import MAX_BACKOFF, OutboxWorker, backoff, start_outbox_thread
+from bot.store.sql import SqlStore
+from tests.fakes import FakeClock, FakeRobot, FakeWeChat
+
+OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
+TAX_ID = "91110000600037341L"
+
+
+@pytest.fixture
+def clock():
+    """Fake time shared by store calls, worker and fake servers."""
+    return FakeClock()
+
+
+@pytest.fixture
+def robot(clock):
+    """A fake WeCom group robot."""
+    with FakeRobot(clock=clock) as fake:
+        yield fake
+
+
+@pytest.fixture
+def wechat(clock):
+    """A fake WeChat API where OPENID wrote recently."""
+    with FakeWeChat(clock=clock) as fake:
+        fake.user_message(OPENID)
+        yield fake
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    """A fresh SQLite database file."""
+    return f"sqlite:///{tmp_path}/bot.db"
+
+
+@pytest.fixture
+def store(store_url):
+    """The real store."""
+    store = SqlStore(store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def pg_store_url(postgres_url):
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    schema = f"outbox_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def make_worker(store, robot=None, wechat=None, clock=time.time, **kw) -> OutboxWorker:
+    """A worker with real clients for whichever fakes are given."""
+    rc = RobotClient(robot.webhook_url, timeout=5) if robot else None
+    cs = None
+    if wechat:
+        cfg = WeChatConfig(app_id=wechat.app_id, app_secret=wechat.secret, api_base_url=wechat.url)
+        cs = CustomerService(cfg, store, clock=clock)
+    return OutboxWorker(store, rc, cs, clock=clock, **kw)
+
+
+def queue_ops(store, clock, texts) -> list[int]:
+    """Queue one ops notification per text."""
+    return [store.queue_message({"target": "ops", "user": "", "payload": {"markdown": t}}, None, clock())
+            for t in texts]
+
+
+def queue_customer(store, clock, text, user=OPENID) -> int:
+    """Queue one customer message."""
+    return store.queue_message({"target": "customer", "user": user, "payload": {"text": text}}, None, clock())
+
+
+def tick(worker, clock, seconds: int, step: float = 1.0) -> None:
+    """Run the worker once per `step` of fake time for `seconds`."""
+    for _ in range(int(seconds / step)):
+        worker.run_once()
+        clock.advance(step)
+
+
+@pytest.mark.parametrize("attempts, delay", [(0, 5), (1, 10), (3, 40), (6, 320), (7, MAX_BACKOFF), (500, MAX_BACKOFF)])
+def test_backoff_doubles_up_to_ten_minutes(attempts, delay):
+    """Retries wait 5 s, 10 s, 20 s … and never more than 10 minutes."""
+    assert backoff(attempts) == delay
+
+
+def test_delivers_ops_and_customer_rows_once(store, robot, wechat, clock):
+    """Queued rows reach the robot and the customer, and a second round sends nothing."""
+    queue_ops(store, clock, [f"### 新工单 T000001\n> 税号：{TAX_ID}"])
+    queue_customer(store, clock, "您的工单 T000001 已处理")
+    worker = make_worker(store, robot, wechat, clock)
+    assert worker.run_once() == 2
+    assert worker.run_once() == 0
+    assert robot.messages == [f"### 新工单 T000001\n> 税号：{TAX_ID}"]
+    assert wechat.messages == [(OPENID, "您的工单 T000001 已处理")]
+
+
+def test_robot_outage_retries_with_backoff(store, robot, clock):
+    """While the robot is down a row is retried 5 s, 10 s, 20 s … apart, capped at 10 minutes."""
+    queue_ops(store, clock, ["### 新工单 T000001"])
+    worker, start, tried_at = make_worker(store, robot, clock=clock), clock(), []
+    robot.down("500")
+    for _ in range(1300):
+        calls = len(robot.calls)
+        worker.run_once()
+        if len(robot.calls) > calls:
+            tried_at.append(clock() - start)
+        clock.advance(1)
+    assert tried_at == [0, 5, 15, 35, 75, 155, 315, 635, 1235]
+    assert robot.messages == []
+
+
+@pytest.mark.parametrize("how", ["500", "refused"])
+def test_robot_outage_loses_nothing_and_sends_nothing_twice(store, robot, clock, how):
+    """Rows queued during an outage are all delivered, once each, in order, when it ends."""
+    texts = [f"### 新工单 T00000{i}" for i in range(1, 6)]
+    queue_ops(store, clock, texts)
+    worker = make_worker(store, robot, clock=clock)
+    robot.down(how)
+    tick(worker, clock, 120)
+    robot.up()
+    tick(worker, clock, 700)
+    assert robot.messages == texts
+
+
+def test_closed_window_holds_for_the_next_passive_reply(store, wechat, clock):
+    """45015 keeps the message, unsent and not retried, until the customer writes again."""
+    wechat.windows.clear()
+    queue_customer(store, clock, "您的工单 T000001 已处理")
+    worker = make_worker(store, wechat=wechat, clock=clock)
+    tick(worker, clock, 120)
+    assert sum(call["path"].endswith("/custom/send") for call in wechat.calls) == 1
+    held = store.take_held(OPENID, clock())
+    assert [row.payload["text"] for row in held] == ["您的工单 T000001 已处理"]
+
+
+def test_robot_rate_limit_is_respected(store, robot, clock):
+    """25 notifications: at most 20 reach the robot in the first minute, all 25 soon after, none refused."""
+    texts = [f"### 新工单 T{i:06d}" for i in range(25)]
+    queue_ops(store, clock, texts)
+    worker = make_worker(store, robot, clock=clock)
+    tick(worker, clock, 59)
+    assert len(robot.messages) <= 20
+    tick(worker, clock, 120)
+    assert sorted(robot.messages) == texts
+    assert robot.rejected == []
+
+
+def test_rows_left_sending_by_a_killed_worker_are_requeued(store, robot, clock):
+    """A row claimed by a worker that died is delivered by another after 60 s, once."""
+    queue_ops(store, clock, ["### 新工单 T000009"])
+    assert len(store.claim_outbox(clock())) == 1  # the worker that claimed it is gone
+    worker = make_worker(store, robot, clock=clock)
+    tick(worker, clock, 60)
+    assert robot.messages == []
+    tick(worker, clock, 5)
+    assert robot.messages == ["### 新工单 T000009"]
+
+
+@pytest.mark.parametrize("payload", [{}, {"text": "wrong key"}, {"markdown": None}, {"markdown": " "}])
+def test_bad_row_does_not_block_the_others(store, robot, clock, payload, caplog):
+    """An unusable ops row is logged by id and kept; the good rows behind it go out."""
+    store.queue_message({"target": "ops", "user": "", "payload": payload}, None, clock())
+    queue_ops(store, clock, ["### 新工单 T000002"])
+    tick(make_worker(store, robot, clock=clock), clock, 5)
+    assert robot.messages == ["### 新工单 T000002"]
+    assert "row 1" in caplog.text
+
+
+def test_non_retryable_robot_error_waits_longest_and_loses_nothing(store, robot, clock):
+    """A wrong webhook key keeps the row, retried every 10 minutes until the key is fixed."""
+    queue_ops(store, clock, ["### 新工单 T000003"])
+    worker = make_worker(store, robot, clock=clock)
+    right_key, robot.key = robot.key, "rotated-key"
+    tick(worker, clock, 900)
+    assert robot.rejected == [93000, 93000]
+    robot.key = right_key
+    tick(worker, clock, 600)
+    assert robot.messages == ["### 新工单 T000003"]
+
+
+def test_missing_client_leaves_its_rows_queued(store, robot, wechat, clock):
+    """A worker without a robot (no [ops]) delivers customer rows and leaves ops rows for later."""
+    queue_ops(store, clock, ["### 新工单 T000004"])
+    queue_customer(store, clock, "已处理")
+    tick(make_worker(store, wechat=wechat, clock=clock), clock, 5)
+    assert (robot.messages, wechat.messages) == ([], [(OPENID, "已处理")])
+    tick(make_worker(store, robot, clock=clock), clock, 5)
+    assert robot.messages == ["### 新工单 T000004"]
+
+
+def test_logs_never_contain_the_payload(store, robot, wechat, clock, caplog):
+    """Delivery, failure and hold logs name rows, never the tax ID in the markdown or the text."""
+    caplog.set_level(logging.DEBUG, logger="bot")
+    queue_ops(store, clock, [f"### 新工单\n> 税号：{TAX_ID}"] * 2)
+    queue_customer(store, clock, f"税号 {TAX_ID} 已切换", user="o-no-window")
+    worker = make_worker(store, robot, wechat, clock)
+    robot.down("500")
+    tick(worker, clock, 10)
+    robot.up()
+    tick(worker, clock, 30)
+    assert len(robot.messages) == 2
+    assert "row 1" in caplog.text and TAX_ID not in caplog.text
+
+
+def _drain(urls, robot, wechat, texts) -> None:
+    """Two workers (own store connections each) deliver concurrently until everything arrived."""
+    stores = [SqlStore(url) for url in urls]
+    threads = [start_outbox_thread(make_worker(s, robot, wechat, ops_per_minute=1000, batch=3),
+                                   interval=0.01) for s in stores]
+    deadline = time.monotonic() + 60
+    while len(robot.messages) + len(wechat.messages) < len(texts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let a duplicate, if any, arrive
+    for thread, stop in threads:
+        stop.set()
+        thread.join()
+    for s in stores:
+        s.close()
+
+
+def _two_workers_send_each_row_once(url):
+    """Queue 40 mixed rows, drain them with two workers, check each arrived exactly once."""
+    texts = [f"消息 {i}" for i in range(40)]
+    store = SqlStore(url)
+    for i, text in enumerate(texts):
+        if i % 2:
+            queue_customer(store, time.time, text)
+        else:
+            queue_ops(store, time.time, [text])
+    store.close()
+    with FakeRobot(per_minute=1000) as robot, FakeWeChat() as wechat:
+        wechat.user_message(OPENID)
+        wechat.quota = len(texts)  # the 48 h quota is not what this test is about
+        _drain([url, url], robot, wechat, texts)
+        delivered = robot.messages + [text for _, text in wechat.messages]
+    assert sorted(delivered) == sorted(texts)
+
+
+def test_two_workers_never_send_a_row_twice_sqlite(store_url):
+    """SQLite: concurrent workers on one database deliver every row exactly once."""
+    _two_workers_send_each_row_once(store_url)
+
+
+@pytest.mark.postgres
+def test_two_workers_never_send_a_row_twice_postgres(pg_store_url):
+    """PostgreSQL: concurrent workers on one database deliver every row exactly once."""
+    _two_workers_send_each_row_once(pg_store_url)
+
+
+def test_outbox_thread_delivers_and_stops(store, robot):
+    """The daemon thread delivers a queued row and stops when asked."""
+    queue_ops(store, time.time, ["### 新工单 T000005"])
+    thread, stop = start_outbox_thread(make_worker(store, robot), interval=0.01)
+    deadline = time.monotonic() + 30
+    while not robot.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(timeout=10)
+    assert robot.messages == ["### 新工单 T000005"] and not thread.is_alive() and thread.daemon

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import string
-import sys
 import traceback
 import unicodedata
 from pathlib import Path
@@ -177,11 +176,3 @@ def _check_required(kb: KnowledgeBase, folder: Path) -> list[str]:
                  for t in TEXT_VARS if t not in kb.templates]
     return problems
 
-
-def main(folder: str | Path = "answers") -> int:
-    """Print every problem; exit status 1 when there is any."""
-    problems = check_answers(folder)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    print(f"{folder}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0

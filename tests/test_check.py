@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.check import check_answers, main, normalise_question
+from bot.check import check_answers, normalise_question
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).resolve().parent / "fixtures" / "answers_bad"
@@ -80,9 +80,3 @@ def test_normalise_question(a, b):
     """Questions differing only in width, case, punctuation or spaces count as the same."""
     assert normalise_question(a) == normalise_question(b)
 
-
-@pytest.mark.parametrize("overlay, status, out", [(None, 0, "OK"), ("too-long", 1, "1 problem")])
-def test_main_exit_status(tmp_path, capsys, overlay, status, out):
-    """`check` prints problems to stderr and exits non-zero when there are any."""
-    assert main(broken_copy(tmp_path, overlay)) == status
-    assert out in capsys.readouterr().out

@@ -10,7 +10,7 @@ from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
 from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
                        LogUnanswered, RememberTaxId, Reply, ShowTickets, Ticket)
 from bot.store.base import Store
-from bot.taxid import mask_tax_id
+from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,10 @@ class BotService:
 
     def _unanswered(self, action: LogUnanswered, ctx: dict) -> list:
         """Log a question nothing answered."""
+        found = find_tax_id(action.text)
+        text = action.text.replace(found.value, mask_tax_id(found.value)) if found.value else action.text
         log.info("unanswered question from %s", ctx["inbound"].user)
-        self.store.log_unanswered(ctx["inbound"].user, action.text, ctx["now"])
+        self.store.log_unanswered(ctx["inbound"].user, text, ctx["now"])
         return []
 
     def _hit(self, action: LogHit, ctx: dict) -> list:

@@ -12,23 +12,53 @@ import re
 import unicodedata
 from functools import lru_cache
 
-# Words that carry no meaning for matching; removed longest first. Kept short on purpose:
-# negations (不/没) and domain verbs stay.
+# Words that carry no meaning for matching; removed longest first. Negations (不/没) stay.
 FILLERS = (
     "请问一下", "想问一下", "问一下", "请问", "想问", "请教", "麻烦你", "麻烦", "帮忙", "帮我看看",
     "怎么办", "怎么弄", "怎么整", "咋整", "咋办", "怎么回事", "怎么处理", "如何处理", "怎么解决",
-    "如何解决", "该怎么", "怎么样", "怎么", "怎样", "如何", "为什么", "为啥", "什么", "咋",
-    "啥", "你好", "您好", "一下", "一直", "就是", "那个", "这个", "我们", "我的", "你们", "现在",
-    "然后", "但是", "可是", "不过", "还是", "已经", "里面", "上面", "好像", "应该", "一下子",
+    "如何解决", "该怎么", "怎么样", "怎么", "怎样", "如何", "为什么", "为啥", "什么", "咋", "啥",
+    "你好", "您好", "一下", "一直", "就是", "那个", "这个", "我们", "我的", "你们", "现在", "需要",
+    "然后", "但是", "可是", "不过", "还是", "已经", "里面", "上面", "好像", "应该", "这边", "那边",
+    "什么时候", "啥时候", "步骤", "流程", "方法", "办法", "在哪里", "在哪儿", "在哪", "哪里", "哪儿", "多少", "哪些", "哪个",
     "呢", "吗", "啊", "呀", "吧", "哦", "嘛", "哈", "呐", "啦", "了", "的", "得", "我", "您",
 )
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
+# Everyday ways of saying the same thing, mapped to one canonical word (applied to questions and
+# FAQ texts alike, before filler removal). General Chinese, not tied to one FAQ.
+SYNONYMS = {
+    "不显示": ("看不到", "看不见", "找不到", "找不着", "没显示", "未显示", "不出现", "没出现", "没出来",
+            "不出来", "出不来", "显示不出来", "不见了", "不见", "消失", "选不到", "没看到", "没找到",
+            "不展示", "没展示", "刷不出来", "没有显示"),
+    "填反": ("填错位置", "位置填错", "位置填反", "填反位置", "位置反了", "填反了", "写反了", "写反", "填错", "写错", "填颠倒", "颠倒", "弄反", "搞反", "录反",
+           "输反", "填倒", "反了", "填成", "录入错", "输错"),
+    "清理缓存": ("清缓存",),
+    "清理": ("清除", "清空", "清掉", "删除", "删掉", "清一下"),
+    "修改": ("改正", "更正", "改过来", "改回来", "改好", "改过", "改完", "更改", "纠正", "改"),
+    "改为": ("改成", "切换到", "切换成", "换成", "设置成", "设为"),
+    "旧数据": ("旧的数据", "以前的数据", "之前的数据", "原来的数据", "老数据", "旧值", "旧的",
+            "之前的", "以前的", "原来的"),
+    "配置": ("配好", "配完", "配置好", "配置完"),
+    "信息": ("资讯", "资料"),
+    "报错": ("失败", "出错", "不生效", "没生效", "无效", "没有用", "不管用", "没反应"),
+    "费用": ("多少钱", "价格", "收费标准"),
+    "回答": ("解答", "答复"),
+    "电子税局": ("电子税务局", "税务局"),
+    "发票系统": ("开票系统", "发票平台"),
+    "开发平台": ("开发者平台", "开放平台"),
+    "人工客服": ("人工服务", "真人客服", "客服人员", "在线客服"),
+    "key": ("key值", "键值"),
+}
+_SYNONYM_OF = {variant: canon for canon, variants in SYNONYMS.items() for variant in (canon, *variants)}
+_SYNONYM_OF |= {word: word for word in ("改为", "清楚")}  # keep whole: they contain a variant
+_SYNONYM_RE = re.compile("|".join(sorted(map(re.escape, _SYNONYM_OF), key=len, reverse=True)))
 # Light characters: kept in the text, but never required to be covered by an intent.
-LIGHT_CHARS = frozenset("不没无未有在里中上下到还又都也就把被给是要想能会可以个和与跟及或就")
+LIGHT_CHARS = frozenset("不没无未有在里中上下到还又都也就把被给是要想能会可以个和与跟及或请")
+# A token is one Han character or one run of Latin letters/digits (an English word, an ID).
+_TOKEN_RE = re.compile(r"[a-z0-9_]+|.", re.S)
 # Southern-accent / pinyin-typing merges applied to every syllable.
 _FUZZY_PINYIN = ((re.compile(r"^([zcs])h"), r"\1"), (re.compile(r"(e|i)ng$"), r"\1n"))
-_PUA_BASE = 0xF0000  # supplementary private-use plane: room for every syllable
-_SYLLABLE_CODES: dict[str, str] = {}
+_PUA_BASE = 0xF0000  # supplementary private-use plane: room for every syllable and word
+_TOKEN_CODES: dict[str, str] = {}
 
 
 @lru_cache(maxsize=1)
@@ -52,9 +82,14 @@ def strip_fillers(text: str) -> str:
     return stripped or text
 
 
+def canonical(text: str) -> str:
+    """Replace everyday synonyms by their canonical word (看不到 → 不显示)."""
+    return _SYNONYM_RE.sub(lambda m: _SYNONYM_OF[m.group(0)], text)
+
+
 def normalize(text: str) -> str:
-    """The comparable form of a question: cleaned, fillers stripped."""
-    return strip_fillers(clean(text))
+    """The comparable form of a question: cleaned, synonyms unified, fillers stripped."""
+    return strip_fillers(canonical(clean(text)))
 
 
 def is_han(ch: str) -> bool:
@@ -76,31 +111,39 @@ def char_readings(ch: str) -> tuple[str, ...]:
     return tuple(readings) or (ch,)
 
 
+def tokens(text: str) -> list[str]:
+    """A normalised text as tokens: single Han characters and whole Latin/digit runs."""
+    return _TOKEN_RE.findall(text)
+
+
+def light_mask(text: str) -> list[bool]:
+    """Per token: True for a light character that an intent need not cover."""
+    return [tok in LIGHT_CHARS for tok in tokens(text)]
+
+
 def syllables(text: str, prefer: frozenset[str] = frozenset()) -> list[str]:
-    """One token per character: a Han character's reading (preferring `prefer`), else the char."""
+    """Per token: a Han character's reading (preferring `prefer`), else the token itself."""
     out = []
-    for ch in text:
-        if not is_han(ch):
-            out.append(ch)
+    for tok in tokens(text):
+        if not is_han(tok):
+            out.append(tok)
             continue
-        readings = char_readings(ch)
+        readings = char_readings(tok)
         out.append(next((r for r in readings if r in prefer), readings[0]))
     return out
 
 
 def _code(token: str) -> str:
-    """A single private-use character standing for one syllable (stable within the process)."""
-    if len(token) == 1 and not is_han(token):
-        return token
-    code = _SYLLABLE_CODES.get(token)
+    """A single private-use character standing for one syllable or word (stable per process)."""
+    code = _TOKEN_CODES.get(token)
     if code is None:
-        code = chr(_PUA_BASE + len(_SYLLABLE_CODES))
-        _SYLLABLE_CODES[token] = code
+        code = chr(_PUA_BASE + len(_TOKEN_CODES))
+        _TOKEN_CODES[token] = code
     return code
 
 
 def sound_key(text: str, prefer: frozenset[str] = frozenset()) -> str:
-    """The text as one character per syllable, so homophones compare equal."""
+    """The text as one character per token (syllable or word), so homophones compare equal."""
     return "".join(_code(t) for t in syllables(text, prefer))
 
 

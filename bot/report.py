@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from bot.model import Ticket
-from bot.taxid import mask_tax_id
 from bot.tickets import format_time
 
 
@@ -20,11 +19,11 @@ def format_store_report(report: dict) -> str:
 
 
 def format_ticket_list(tickets: list[Ticket]) -> str:
-    """One line per ticket; tax IDs masked (the console and --json show them whole)."""
+    """One line per ticket (ops need the whole tax ID to act on it)."""
     if not tickets:
         return "no tickets"
     return "\n".join(
-        f"{t.id:>6}  {t.number}  {t.status:<8}  {t.kind:<7}  {mask_tax_id(t.tax_id) or '-':<18}  "
+        f"{t.id:>6}  {t.number}  {t.status:<8}  {t.kind:<7}  {t.tax_id or '-':<20}  "
         f"{format_time(t.created_at)}  {t.words[:40]}"
         for t in tickets)
 

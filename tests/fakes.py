@@ -14,34 +14,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 WINDOW_SECONDS = 48 * 3600
 WINDOW_QUOTA = 5
 TOKEN_GRACE = 300  # WeChat keeps the previous token valid for 5 minutes after a refresh
 ROBOT_PER_MINUTE = 20
 ROBOT_MAX_BYTES = 4096
+OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"  # a well-formed openid for tests
 
 
 def _err(code: int, message: str) -> tuple[int, dict]:
-    """A WeChat-style error body with HTTP 200."""
+    """A WeChat-style error body with HTTP 200 (errcode 0 is success)."""
     return 200, {"errcode": code, "errmsg": message}
-
-
-OK = (200, {"errcode": 0, "errmsg": "ok"})
 
 
 class _Handler(BaseHTTPRequestHandler):
     """Hands every request to the owning fake and writes its JSON answer."""
 
-    def do_GET(self):
-        """Dispatch a GET."""
-        self._dispatch(b"")
-
     def do_POST(self):
-        """Dispatch a POST with its body."""
-        self._dispatch(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-    def _dispatch(self, body: bytes) -> None:
-        """Ask the fake for (status, JSON) and send it."""
+        """Ask the fake for (status, JSON) and send it; GET is the same without a body."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         status, answer = self.server.fake.answer(self.command, parts.path, query, body)
@@ -51,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    do_GET = do_POST
 
     def log_message(self, format, *args):
         """Keep test output quiet."""
@@ -83,8 +78,8 @@ class FakeServer:
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
-    def _stop(self) -> None:
-        """Stop serving and release the port."""
+    def close(self) -> None:
+        """Stop serving and release the port (`up` may reopen it)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -93,7 +88,7 @@ class FakeServer:
     def down(self, how: str = "500") -> None:
         """Go down: "500" answers HTTP 500, "refused" closes the port."""
         if how == "refused":
-            self._stop()
+            self.close()
         else:
             self.mode = "500"
 
@@ -102,10 +97,6 @@ class FakeServer:
         self.mode = "up"
         if self._server is None:
             self._start()
-
-    def close(self) -> None:
-        """Shut the server down for good."""
-        self._stop()
 
     def __enter__(self):
         """Use as a context manager."""
@@ -233,7 +224,7 @@ class FakeWeChat(FakeServer):
             return _err(45047, "out of response count limit")
         self.quota_used[openid] += 1
         self.messages.append((openid, content))
-        return OK
+        return _err(0, "ok")
 
 
 class FakeRobot(FakeServer):
@@ -278,22 +269,18 @@ class FakeRobot(FakeServer):
             return _err(44004, "empty content")
         if len(content.encode("utf-8")) > ROBOT_MAX_BYTES:
             return _err(40058, "markdown.content exceed max length 4096")
-        return self._rate_limited() or self._record(content)
+        return self._accept(content)
 
-    def _rate_limited(self) -> tuple[int, dict] | None:
-        """45009 when `per_minute` messages were accepted in the last 60 s."""
+    def _accept(self, content: str) -> tuple[int, dict]:
+        """45009 when `per_minute` messages were accepted in the last 60 s, else record it."""
         now = self.clock()
         while self._sent_at and self._sent_at[0] <= now - 60:
             self._sent_at.popleft()
         if len(self._sent_at) >= self.per_minute:
             return _err(45009, "api freq out of limit")
-        return None
-
-    def _record(self, content: str) -> tuple[int, dict]:
-        """Accept one message."""
-        self._sent_at.append(self.clock())
+        self._sent_at.append(now)
         self.messages.append(content)
-        return OK
+        return _err(0, "ok")
 
 
 class FakeClock:
@@ -310,3 +297,24 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move time forward."""
         self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Fake time to share between the code under test and the fakes."""
+    return FakeClock()
+
+
+@pytest.fixture
+def wechat(clock):
+    """A fake WeChat API on the fake clock where OPENID wrote recently."""
+    with FakeWeChat(clock=clock) as fake:
+        fake.user_message(OPENID)
+        yield fake
+
+
+@pytest.fixture
+def robot(clock):
+    """A fake WeCom group robot on the fake clock."""
+    with FakeRobot(clock=clock) as fake:
+        yield fake

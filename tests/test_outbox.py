@@ -13,31 +13,9 @@ from bot.channels.wechat_api import CustomerService
 from bot.config import WeChatConfig
 from bot.outbox import MAX_BACKOFF, OutboxWorker, backoff, start_outbox_thread
 from bot.store.sql import SqlStore
-from tests.fakes import FakeClock, FakeRobot, FakeWeChat
+from tests.fakes import OPENID, FakeRobot, FakeWeChat, clock, robot, wechat  # noqa: F401 (fixtures)
 
-OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 TAX_ID = "91110000600037341L"
-
-
-@pytest.fixture
-def clock():
-    """Fake time shared by store calls, worker and fake servers."""
-    return FakeClock()
-
-
-@pytest.fixture
-def robot(clock):
-    """A fake WeCom group robot."""
-    with FakeRobot(clock=clock) as fake:
-        yield fake
-
-
-@pytest.fixture
-def wechat(clock):
-    """A fake WeChat API where OPENID wrote recently."""
-    with FakeWeChat(clock=clock) as fake:
-        fake.user_message(OPENID)
-        yield fake
 
 
 @pytest.fixture
@@ -125,14 +103,18 @@ def test_robot_outage_retries_with_backoff(store, robot, clock):
     assert robot.messages == []
 
 
-@pytest.mark.parametrize("how", ["500", "refused"])
-def test_robot_outage_loses_nothing_and_sends_nothing_twice(store, robot, clock, how):
-    """Rows queued during an outage are all delivered, once each, in order, when it ends."""
+@pytest.mark.parametrize("how, requests_while_down", [("500", 5), ("refused", 0)])
+def test_robot_outage_loses_nothing_and_sends_nothing_twice(store, robot, clock, how, requests_while_down):
+    """Rows queued during an outage are all delivered, once each, in order, when it ends.
+
+    While down, each round tries one row only (at 0, 5, 15, 35, 75 s), not the whole batch.
+    """
     texts = [f"### 新工单 T00000{i}" for i in range(1, 6)]
     queue_ops(store, clock, texts)
     worker = make_worker(store, robot, clock=clock)
     robot.down(how)
     tick(worker, clock, 120)
+    assert len(robot.calls) == requests_while_down
     robot.up()
     tick(worker, clock, 700)
     assert robot.messages == texts

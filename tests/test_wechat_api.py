@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import pytest
 from wechatpy import WeChatClient
@@ -11,24 +12,9 @@ from bot.channels.robot import DeliveryError
 from bot.channels.wechat_api import CustomerService
 from bot.config import WeChatConfig
 from bot.store.sql import SqlStore
-from tests.fakes import FakeClock, FakeWeChat
+from tests.fakes import OPENID, FakeWeChat, clock, wechat  # noqa: F401 (fixtures)
 
-OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 SEND = "/cgi-bin/message/custom/send"
-
-
-@pytest.fixture
-def clock():
-    """Fake time shared by the client and the fake server."""
-    return FakeClock()
-
-
-@pytest.fixture
-def wechat(clock):
-    """A fake Official Account API where OPENID wrote recently."""
-    with FakeWeChat(clock=clock) as fake:
-        fake.user_message(OPENID)
-        yield fake
 
 
 @pytest.fixture
@@ -61,6 +47,25 @@ def test_token_is_shared_by_workers_through_the_store(wechat, store, clock):
     first.send_text(OPENID, "三")
     assert [text for _, text in wechat.messages] == ["一", "二", "三"]
     assert wechat.token_fetches == 1
+
+
+def test_concurrent_first_sends_fetch_one_token(wechat, store, clock):
+    """Four workers sending at the same moment with no token yet still fetch it once."""
+    workers = [make_cs(wechat, store, clock) for _ in range(4)]
+    wechat.quota = len(workers)
+    barrier = threading.Barrier(len(workers))
+
+    def send(cs):
+        """Wait for the others, then send."""
+        barrier.wait()
+        cs.send_text(OPENID, "hi")
+
+    threads = [threading.Thread(target=send, args=(cs,)) for cs in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (wechat.token_fetches, len(wechat.messages)) == (1, 4)
 
 
 @pytest.mark.parametrize("later, fetches", [

@@ -44,7 +44,11 @@ def _text(payload: dict, key: str) -> str:
 
 
 class OutboxWorker:
-    """Claims due outbox rows and delivers them; a missing client leaves its target's rows queued."""
+    """Claims due outbox rows and delivers them.
+
+    Without a robot, ops rows stay queued; without a customer-service client, customer
+    rows are held for the customer's next passive reply.
+    """
 
     def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
                  clock: Callable[[], float] = time.time, *, batch: int = BATCH,
@@ -76,10 +80,8 @@ class OutboxWorker:
         return len(rows)
 
     def _claim(self, now: float) -> list[OutboxRow]:
-        """Claim due rows for the targets this worker can deliver."""
-        if self.robot is None and self.customer is None:
-            return []
-        target = None if self.robot and self.customer else ("ops" if self.robot else "customer")
+        """Claim due customer rows, and ops rows only when there is a robot to send them."""
+        target = None if self.robot else "customer"
         return self.store.claim_outbox(now, self.batch, target, ops_per_minute=self.ops_per_minute)
 
     def _deliver(self, row: OutboxRow, down: set[str]) -> None:
@@ -100,6 +102,8 @@ class OutboxWorker:
         """Hand the payload to the right client."""
         if row.target == "ops":
             self.robot.send_markdown(_text(row.payload, "markdown"))
+        elif row.target == "customer" and self.customer is None:
+            raise DeliveryError(False, None, "no customer-service API configured", hold=True)
         elif row.target == "customer":
             self.customer.send_text(row.user, _text(row.payload, "text"))
         else:

@@ -176,13 +176,22 @@ def test_non_retryable_robot_error_waits_longest_and_loses_nothing(store, robot,
     assert robot.messages == ["### 新工单 T000003"]
 
 
-def test_missing_client_leaves_its_rows_queued(store, robot, wechat, clock):
+def test_without_robot_ops_rows_wait_for_one(store, robot, wechat, clock):
     """A worker without a robot (no [ops]) delivers customer rows and leaves ops rows for later."""
     queue_ops(store, clock, ["### 新工单 T000004"])
     queue_customer(store, clock, "已处理")
     tick(make_worker(store, wechat=wechat, clock=clock), clock, 5)
     assert (robot.messages, wechat.messages) == ([], [(OPENID, "已处理")])
     tick(make_worker(store, robot, clock=clock), clock, 5)
+    assert robot.messages == ["### 新工单 T000004"]
+
+
+def test_without_customer_api_messages_are_held(store, robot, clock):
+    """A worker without WeChat API access holds customer rows for the next passive reply."""
+    queue_customer(store, clock, "已处理")
+    queue_ops(store, clock, ["### 新工单 T000004"])
+    tick(make_worker(store, robot, clock=clock), clock, 5)
+    assert [row.payload["text"] for row in store.take_held(OPENID, clock())] == ["已处理"]
     assert robot.messages == ["### 新工单 T000004"]
 
 

@@ -5,6 +5,7 @@ import multiprocessing
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
 import pytest
 import redis
@@ -224,3 +225,286 @@ def test_attach_reopens_resolved_ticket(store):
     assert history[1:] == [("resolved", ""), ("attached", "media-1"), ("reopened", ""), ("attached", "media-2")]
     with pytest.raises(KeyError):
         store.attach_to_ticket(404, "media-3", T0, [])
+
+
+# ---- outbox --------------------------------------------------------------------------------
+
+def queue(store, target: str, count: int, now=T0, user="u1") -> list[int]:
+    """Queue `count` rows for `target`; their ids."""
+    payload = {"markdown": "m"} if target == "ops" else {"text": "t"}
+    return [store.queue_message({"target": target, "user": user, "payload": payload}, None, now)
+            for _ in range(count)]
+
+
+@all_backends()
+@pytest.mark.parametrize("target, limit, expected", [
+    (None, 10, ["c0", "o0", "c1", "o1"]),
+    ("ops", 10, ["o0", "o1"]),
+    ("customer", 1, ["c0"]),
+])
+def test_claim_outbox_takes_due_rows_in_order(store, target, limit, expected):
+    """Due pending rows, oldest first, filtered by target; future rows wait."""
+    names = {}
+    for i in range(2):
+        names[queue(store, "customer", 1, T0 + 2 * i)[0]] = f"c{i}"
+        names[queue(store, "ops", 1, T0 + 2 * i + 1)[0]] = f"o{i}"
+    queue(store, "ops", 1, T0 + 100)
+    rows = store.claim_outbox(T0 + 10, limit=limit, target=target)
+    assert [names[r.id] for r in rows] == expected
+    assert {r.status for r in rows} == {"sending"}
+    again = store.claim_outbox(T0 + 10, limit=limit, target=target)
+    assert not {r.id for r in again} & {r.id for r in rows}
+
+
+@all_backends()
+def test_outbox_retry_sent_and_stale_requeue(store):
+    """A failed send comes back later with attempts + 1; a dead worker's rows are requeued."""
+    row_id, other = queue(store, "ops", 2)
+    store.claim_outbox(T0, target="ops")
+    store.outbox_retry(row_id, T0 + 30, "robot 502")
+    store.outbox_sent(other, T0 + 1)
+    assert store.claim_outbox(T0 + 29) == []
+    [retried] = store.claim_outbox(T0 + 30)
+    assert (retried.id, retried.attempts) == (row_id, 1)
+    assert store.requeue_stale_sending(T0 + 30) == 0
+    assert store.requeue_stale_sending(T0 + 31) == 1
+    assert [r.id for r in store.claim_outbox(T0 + 40)] == [row_id]
+
+
+@all_backends()
+def test_held_messages_go_with_the_next_reply_once(store):
+    """Held customer messages are taken once, by their user only."""
+    mine = queue(store, "customer", 2, user="u1")
+    theirs = queue(store, "customer", 1, user="u2")
+    store.claim_outbox(T0)
+    for row_id in mine + theirs:
+        store.outbox_hold(row_id, "45015 window closed")
+    assert store.claim_outbox(T0 + 1) == []
+    taken = store.take_held("u1", T0 + 5)
+    assert [(r.id, r.status, r.payload) for r in taken] == [(i, "sent", {"text": "t"}) for i in mine]
+    assert store.take_held("u1", T0 + 6) == []
+    assert [r.id for r in store.take_held("u2", T0 + 6)] == theirs
+
+
+@all_backends()
+@pytest.mark.parametrize("sent_at, in_flight, expected", [
+    (None, 0, 20),  # nothing sent yet: a full minute's budget
+    (T0, 0, 0),  # 20 sent just now
+    (T0 - 61, 0, 20),  # sent over a minute ago
+    (None, 15, 5),  # 15 claimed by another worker, not yet sent
+])
+def test_claim_outbox_honours_robot_rate(store, sent_at, in_flight, expected):
+    """The WeCom robot gets at most ops_per_minute messages in any 60 s; customers are not limited."""
+    ids = queue(store, "ops", 20, T0 - 120)
+    if sent_at is not None:
+        store.claim_outbox(T0 - 120, limit=20, target="ops")
+        for row_id in ids:
+            store.outbox_sent(row_id, sent_at)
+    queue(store, "ops", 30, T0 - 100)
+    store.claim_outbox(T0, limit=in_flight, target="ops")
+    queue(store, "customer", 30, T0 - 100)
+    rows = store.claim_outbox(T0 + 1, limit=100, ops_per_minute=20)
+    assert sum(r.target == "ops" for r in rows) == expected
+    assert sum(r.target == "customer" for r in rows) == 30
+
+
+@all_backends(["memory"])
+def test_claim_outbox_rejects_unknown_target(store):
+    """A typo in the target is a clear error, not an empty result."""
+    with pytest.raises(ValueError, match="fax"):
+        store.claim_outbox(T0, target="fax")
+
+
+# ---- analytics and tokens ------------------------------------------------------------------
+
+@all_backends()
+def test_report_counts_questions_hits_and_tickets(store):
+    """Authors see repeated unanswered questions first, hits per intent, tickets per status."""
+    for i, question in enumerate(["红字发票怎么开", "收费吗", "红字发票怎么开"]):
+        store.log_unanswered("u1", question, T0 + i)
+    for intent in ["greeting", "leqi-ids-swapped", "greeting"]:
+        store.log_hit(intent, T0)
+    store.create_ticket(make_ticket(), "k1", [])
+    assert store.report() == {
+        "unanswered": [{"text": "红字发票怎么开", "count": 2, "last_at": T0 + 2},
+                       {"text": "收费吗", "count": 1, "last_at": T0 + 1}],
+        "hits": {"greeting": 2, "leqi-ids-swapped": 1},
+        "tickets": {"open": 1},
+    }
+
+
+@all_backends()
+@pytest.mark.parametrize("writes, now, expected", [
+    ([("tok-1", T0 + 7200)], T0, "tok-1"),
+    ([("tok-1", T0 + 7200)], T0 + 7200, None),  # expired
+    ([("tok-1", T0 + 7200), ("tok-2", T0 + 9000)], T0 + 7300, "tok-2"),  # refreshed
+    ([("tok-1", T0 + 7200), ("", 0.0)], T0, None),  # invalidated after a 40001
+    ([], T0, None),
+])
+def test_tokens_valid_until_expiry(store, writes, now, expected):
+    """Workers share one access token until it expires or is invalidated."""
+    for value, expires_at in writes:
+        store.put_token("wechat", value, expires_at)
+    assert store.get_token("wechat", now) == expected
+    assert store.get_token("wecom", now) is None
+
+
+# ---- open_store ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///{tmp}/new/dir/bot.db"])
+def test_open_store_sqlite(tmp_path, url):
+    """SQLite works in memory or in a file whose folder does not exist yet."""
+    store = open_store(StorageConfig(url=url.format(tmp=tmp_path)))
+    assert isinstance(store, SqlStore)
+    store.remember_tax_id("u1", "X")
+    assert store.load_session("u1").tax_id == "X"
+    store.close()
+
+
+def test_open_store_with_redis(tmp_path, redis_url):
+    """A redis_url fronts the SQL store with RedisState."""
+    store = open_store(StorageConfig(url=f"sqlite:///{tmp_path}/bot.db", redis_url=redis_url))
+    assert isinstance(store, RedisState) and isinstance(store.inner, SqlStore)
+    store.close()
+
+
+def test_open_store_rejects_unknown_database():
+    """A URL for an unsupported database is a clear error."""
+    with pytest.raises(ValueError, match="unsupported storage url"):
+        open_store(StorageConfig(url="mysql://root@127.0.0.1/bot"))
+
+
+# ---- concurrency: workers racing on one key ------------------------------------------------
+
+def race_claim(store, _i):
+    """One worker's claim of a WeChat message that was retried."""
+    return store.claim_message("race", T0).status
+
+
+def race_ticket(store, i):
+    """One worker handling a retried message that opens a ticket."""
+    ticket, created = store.create_ticket(make_ticket(words=f"w{i}"), "race-src", [OPS])
+    return ticket.id, created
+
+
+def race_outbox(store, i):
+    """One delivery worker draining the outbox (odd workers deliver to customers only)."""
+    claimed, target = [], "customer" if i % 2 else None
+    while rows := store.claim_outbox(T0, limit=3, target=target, ops_per_minute=20):
+        claimed += [(row.id, row.target) for row in rows]
+    return claimed
+
+
+def fill_outbox(store):
+    """40 ops + 40 customer rows, due."""
+    queue(store, "ops", 40, T0 - 5)
+    queue(store, "customer", 40, T0 - 5)
+
+
+def in_threads(store, job, count=8):
+    """Run `job` in `count` threads released at once; their results."""
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        """Wait for all threads, then race."""
+        barrier.wait(timeout=60)
+        return job(store, i)
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def _process_main(job, spec, i, barrier, results, open_first):
+    """A worker process: open the store (before or after the start line), run `job`."""
+    store = open_backend(spec) if open_first else None
+    try:
+        barrier.wait(timeout=60)
+        store = store or open_backend(spec)
+        results.put((i, job(store, i)))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put((i, f"error: {exc!r}"))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def in_processes(spec, job, count=4, open_first=True):
+    """Run `job` in `count` fresh processes released at once; their results by index."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(count), ctx.Queue()
+    procs = [ctx.Process(target=_process_main, args=(job, spec, i, barrier, results, open_first))
+             for i in range(count)]
+    for proc in procs:
+        proc.start()
+    out = dict(results.get(timeout=120) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=60)
+    return [out[i] for i in range(count)]
+
+
+def check_claims(results):
+    """Exactly one worker processes the message."""
+    assert sorted(results) == ["busy"] * (len(results) - 1) + ["new"]
+
+
+def check_tickets(store, results):
+    """One ticket, created once, notified once."""
+    assert len({ticket_id for ticket_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert len(store.list_tickets()) == 1 and len(pending(store)) == 1
+
+
+def check_outbox(results):
+    """No row is claimed twice; every customer row goes; the robot gets only its 20 a minute."""
+    claimed = list(chain.from_iterable(results))
+    assert len(claimed) == len(set(claimed))
+    assert sorted(target for _, target in claimed) == ["customer"] * 40 + ["ops"] * 20
+
+
+@all_backends()
+@pytest.mark.parametrize("stale", [False, True])
+def test_threads_race_claim_message(store, stale):
+    """8 threads get the same retried message (maybe left by a dead worker): one processes it."""
+    if stale:
+        store.claim_message("race", T0 - 10)
+    check_claims(in_threads(store, race_claim))
+
+
+@all_backends()
+def test_threads_race_create_ticket(store):
+    """8 threads open a ticket for the same message: one ticket, one ops notification."""
+    check_tickets(store, in_threads(store, race_ticket))
+
+
+@all_backends()
+def test_threads_race_claim_outbox(store):
+    """8 delivery threads never send a row twice and respect the robot limit together."""
+    fill_outbox(store)
+    check_outbox(in_threads(store, race_outbox))
+
+
+@all_backends(SHARED)
+@pytest.mark.parametrize("stale", [False, True])
+def test_processes_race_claim_message(store, spec, stale):
+    """4 worker processes get the same retried message (maybe left by a dead one): one processes it."""
+    if stale:
+        store.claim_message("race", T0 - 10)
+    check_claims(in_processes(spec, race_claim))
+
+
+@all_backends(SHARED)
+def test_processes_race_create_ticket(store, spec):
+    """4 worker processes open a ticket for the same message: one ticket, one notification."""
+    check_tickets(store, in_processes(spec, race_ticket))
+
+
+@all_backends(SHARED)
+def test_processes_race_claim_outbox(store, spec):
+    """4 processes draining the outbox never send a row twice and share the robot limit."""
+    fill_outbox(store)
+    check_outbox(in_processes(spec, race_outbox))
+
+
+@all_backends(SHARED)
+def test_processes_create_schema_at_once(spec):
+    """4 workers starting together on an empty database all come up and share one schema."""
+    assert in_processes(spec, race_claim, open_first=False).count("new") == 1

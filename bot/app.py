@@ -88,7 +88,8 @@ def outbox_worker(parts: Parts):
         log.info("outbox: no [ops] webhook_url, ops notifications stay queued")
     if customer is None:
         log.info("outbox: no [wechat] app_secret, follow-ups go out with the customer's next reply")
-    return OutboxWorker(parts.store, robot, customer)
+    per_minute = ops.robot_per_minute if ops else 20
+    return OutboxWorker(parts.store, robot, customer, ops_per_minute=per_minute)
 
 
 def _start_outbox(parts: Parts) -> None:

@@ -11,19 +11,49 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from flask import Flask
+
+from bot.model import Inbound
+from tests.fakes import FakeClock
 
 TENCENT_SAMPLE_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wechat"
 BLOCK = 32  # Tencent pads to 32-byte blocks, not AES's 16
 NOW = 1_700_000_000  # the CreateTime of every fixture; the default clock of a sim
+
+# Official vectors: Tencent's WXBizMsgCrypt sample (key abc…EFG) and wechatpy's tests/test_crypto.py.
+WP_TOKEN, WP_KEY, WP_ID = "123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx49f0ab532d5d035a"
+WP_REPLY = """<xml>
+<MsgType><![CDATA[text]]></MsgType>
+<Content><![CDATA[test]]></Content>
+<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>
+<ToUserName><![CDATA[messense]]></ToUserName>
+<AgentID>1</AgentID>
+<CreateTime>1411525903</CreateTime>
+</xml>"""
+WP_REPLY_ENCRYPTED = (
+    "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8Gq"
+    "xlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qv"
+    "SUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQy"
+    "PR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3"
+)
+WP_ECHO = "4ByGGj+sVCYcvGeQYhaKIk1o0pQRNbRjxybjTGblXrBaXlTXeOo1+bXFXDQQb1o6co6Yh9Bv41n7hOchLF6p+Q=="
+TENCENT_CIPHER = "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg=="
+# wechatpy's WeCom callback body (msg_signature 74d92dfe…, timestamp 1411525903, nonce 461056294).
+WP_BODY = """<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>
+<Encrypt><![CDATA[RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDXzF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=]]></Encrypt>
+<AgentID><![CDATA[1]]></AgentID>
+</xml>"""
 
 
 def sha1_signature(*parts: str) -> str:
@@ -72,6 +102,25 @@ def text_message(content: str, user: str = "oUser0000000000000000000001", msg_id
             f"<FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>{created}</CreateTime>"
             f"<MsgType><![CDATA[text]]></MsgType><Content>{escape(content)}</Content>"
             f"<MsgId>{msg_id}</MsgId></xml>")
+
+
+def with_query(request: dict, **change: str | None) -> dict:
+    """A copy of a client.open request with query parameters set (or, for None, dropped)."""
+    query = {k: v for k, v in {**request["query_string"], **change}.items() if v is not None}
+    return {**request, "query_string": query}
+
+
+def with_body(request: dict, body: bytes) -> dict:
+    """A copy of a client.open request with another body (the signed query stays valid)."""
+    return {**request, "data": body}
+
+
+def chunked(request: dict, size: int) -> dict:
+    """A copy of a client.open request whose XML body, padded to `size` bytes, has no Content-Length."""
+    head = request["data"].rstrip().removesuffix(b"</xml>")
+    stream = io.BytesIO(head + b" " * (size - len(head) - 6) + b"</xml>")
+    rest = {k: v for k, v in request.items() if k != "data"}
+    return {**rest, "input_stream": stream, "environ_overrides": {"wsgi.input_terminated": True}}
 
 
 def reply_fields(xml: str) -> dict[str, str]:
@@ -175,3 +224,38 @@ class WeComSim(WeChatSim):
         if mode == "plain":
             return self._post(self.base_query(), xml)
         return self.sealed_request(self.encrypt(xml))
+
+
+def echo(inbound: Inbound) -> str:
+    """The default stand-in answer: repeats what the customer said."""
+    return f"收到：{inbound.text}"
+
+
+@dataclass
+class Recorder:
+    """A stand-in dialogue handler: records every Inbound, answers with `respond(inbound)`."""
+
+    respond: Callable[[Inbound], str | None] = echo
+    seen: list[Inbound] = field(default_factory=list)
+
+    def __call__(self, inbound: Inbound) -> str | None:
+        """Record, then answer."""
+        self.seen.append(inbound)
+        return self.respond(inbound)
+
+
+@dataclass
+class Served:
+    """A tiny Flask app around one callback blueprint, with its handler and clock."""
+
+    client: object
+    handler: Recorder
+    clock: FakeClock
+
+
+def serve(blueprint_factory: Callable, cfg, respond: Callable = echo) -> Served:
+    """Mount `blueprint_factory(cfg, handler, clock=…)` on a fresh app at the sims' NOW."""
+    handler, clock = Recorder(respond), FakeClock(float(NOW))
+    app = Flask(__name__)
+    app.register_blueprint(blueprint_factory(cfg, handler, clock=clock))
+    return Served(app.test_client(), handler, clock)

@@ -57,11 +57,11 @@ class Endpoint:
             wxxml.check_signature(req.args.get("signature", ""), self.token, timestamp, nonce)
         envelope = wxxml.parse_xml(wxxml.read_body(req.stream))
         msg_signature = req.args.get("msg_signature", "")
-        message, crypto = self.open(envelope, msg_signature, timestamp, nonce)
+        message, crypto = self.open_envelope(envelope, msg_signature, timestamp, nonce)
         inbound = wxxml.to_inbound(message, self.channel)
         return self.reply(message, self.answer(inbound), crypto, nonce)
 
-    def open(self, envelope: dict, msg_signature: str, timestamp: str, nonce: str):
+    def open_envelope(self, envelope: dict, msg_signature: str, timestamp: str, nonce: str):
         """The plaintext message and the crypto that decrypted it (None when sent in the clear)."""
         if "Encrypt" not in envelope:
             if not self.plaintext:

@@ -40,7 +40,9 @@ class WeComConfig:
     secret: str = ""
     token: str = ""
     encoding_aes_key: str = ""
+    previous_encoding_aes_key: str = ""  # accepted during a key rotation
     api_base_url: str = "https://qyapi.weixin.qq.com"
+    timestamp_tolerance: int = 300
 
 
 @dataclass(frozen=True)

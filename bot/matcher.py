@@ -35,11 +35,12 @@ from rapidfuzz import fuzz, process
 
 from bot.config import MatchingConfig
 from bot.kb import KnowledgeBase
-from bot.textnorm import light_mask, normalize, primary_readings, sound_key
+from bot.textnorm import light_of_words, make_segmenter, normalize, primary_readings, sound_key, tokens, words
 
-ANSWER_THRESHOLD = 47.0
+ANSWER_THRESHOLD = 46.0
 CLARIFY_MARGIN = 8.0
 RUN_WEIGHT = 2.0  # weight of each token of an uncovered run of 2+ tokens (an unknown term)
+TAIL_WEIGHT = 3.0  # ... when that run ends the question (the topic: 乐企联用怎么收费)
 MAX_CANDIDATES = 5
 PREFILTER_LIMIT = 40  # choices kept by the rapidfuzz pass before intent-level scoring
 _TEMPLATE_TAG = re.compile(r"\{[%{#].*?[%}#]\}")
@@ -62,6 +63,7 @@ class Query:
     key: str  # sound key, one character per token
     light: tuple[bool, ...]  # per token: light (need not be covered)
     content: str  # the key without light tokens
+    word_sizes: tuple[int, ...]  # tokens per word (jieba segmentation), in order
 
 
 def _bigrams(key: str) -> set[str]:
@@ -82,13 +84,14 @@ class Matcher:
     def __init__(self, kb: KnowledgeBase, answer_threshold: float = 0.0, clarify_margin: float = 0.0):
         self.answer_threshold = answer_threshold or ANSWER_THRESHOLD
         self.clarify_margin = clarify_margin or CLARIFY_MARGIN
+        self.segmenter = make_segmenter(kw for i in kb.intents.values() for kw in i.keywords)
         texts = {iid: [i.question, i.title, *i.similar] for iid, i in kb.intents.items()}
         bodies = {iid: self._body(kb, iid) for iid in kb.intents}
         self.prefer = primary_readings(normalize(t) for ts in [*texts.values(), bodies.values()] for t in ts)
         self.choice_keys: list[str] = []
         self.choice_intents: list[str] = []
         self.exact: dict[str, str] = {}
-        self.vocab: dict[str, set[str]] = {}
+        self.vocab: dict[str, tuple[set[str], str]] = {}
         self.anchors: dict[str, tuple[str, ...]] = {}
         for iid, intent in kb.intents.items():
             keys = sorted({q.key for q in map(self.prepare, texts[iid])} - {""})
@@ -106,33 +109,53 @@ class Matcher:
             return ""
         return _TEMPLATE_TAG.sub(" ", kb.sources.get(intent_id, (None, 0, ""))[2])
 
-    def _vocabulary(self, texts: list[str]) -> set[str]:
-        """Token bigrams of texts, with and without their light tokens."""
-        vocab: set[str] = set()
+    def _vocabulary(self, texts: list[str]) -> tuple[set[str], str]:
+        """Token bigrams of texts (with and without light tokens) and all their keys joined."""
+        grams: set[str] = set()
+        keys: list[str] = []
         for query in map(self.prepare, texts):
-            vocab |= _bigrams(query.key) | _bigrams(query.content)
-        return vocab
+            grams |= _bigrams(query.key) | _bigrams(query.content)
+            keys += [query.key, query.content]
+        return grams, "|".join(keys)
 
     def prepare(self, text: str) -> Query:
-        """Normalise a raw text into its sound key and light-token mask."""
+        """Normalise a raw text into its sound key, light-token mask and word cuts."""
         norm = normalize(text)
         key = sound_key(norm, self.prefer)
-        light = tuple(light_mask(norm))
-        return Query(key, light, _content(key, light))
+        cut = words(norm, self.segmenter)
+        light = tuple(light_of_words(cut))
+        sizes = tuple(len(tokens(w)) for w in cut)
+        return Query(key, light, _content(key, light), sizes)
 
-    def _covered(self, query: Query, vocab: set[str]) -> list[bool | None]:
-        """Per token: None when light, else whether the vocabulary covers it."""
-        key, flags, pos = query.key, [], -1
-        content = query.content
-        for i, light in enumerate(query.light):
-            if light:
-                flags.append(None)
-                continue
-            pos += 1
-            pairs = (key[i - 1:i + 1] if i else "", key[i:i + 2],
-                     content[pos - 1:pos + 1] if pos else "", content[pos:pos + 2])
-            flags.append(any(len(p) == 2 and p in vocab for p in pairs) or key[i] in vocab)
+    def _covered(self, query: Query, intent_id: str) -> list[bool | None]:
+        """Per token: None when light, else whether the intent's vocabulary covers it.
+
+        A word of several tokens is covered when it occurs whole in the intent's texts (so
+        开通 is not covered by 联用|开票); a one-character word when it forms a known bigram
+        with a neighbour.
+        """
+        grams, text = self.vocab[intent_id]
+        flags: list[bool | None] = []
+        start = 0
+        for size in query.word_sizes:
+            end = start + size
+            if all(query.light[start:end]):
+                flags += [None] * size
+            elif size > 1:
+                flags += [query.key[start:end] in text] * size
+            else:
+                flags.append(self._pair_covered(query, start, grams))
+            start = end
         return flags
+
+    @staticmethod
+    def _pair_covered(query: Query, i: int, grams: set[str]) -> bool:
+        """Whether token i forms a known bigram with a neighbour (raw or skipping light tokens)."""
+        key, content = query.key, query.content
+        pos = i - sum(query.light[:i])
+        pairs = (key[i - 1:i + 1] if i else "", key[i:i + 2],
+                 content[pos - 1:pos + 1] if pos else "", content[pos:pos + 2])
+        return any(len(p) == 2 and p in grams for p in pairs) or key[i] in grams
 
     def coverage(self, query: Query, intent_id: str) -> float:
         """Weighted share of the question's non-light tokens that the intent's vocabulary covers.
@@ -140,14 +163,15 @@ class Matcher:
         An uncovered run of two or more tokens is an unknown term (收费, 注册, 限额): each of its
         tokens weighs RUN_WEIGHT, so one unknown topic word outweighs a stray character.
         """
-        flags = [f for f in self._covered(query, self.vocab[intent_id]) if f is not None]
+        flags = [f for f in self._covered(query, intent_id) if f is not None]
         if not flags:
             return 0.0
         missing = 0.0
-        for is_covered, group in groupby(flags):
+        runs = [(c, len(list(g))) for c, g in groupby(flags)]
+        for n, (is_covered, run) in enumerate(runs):
             if not is_covered:
-                run = len(list(group))
-                missing += run * (RUN_WEIGHT if run > 1 else 1.0)
+                weight = TAIL_WEIGHT if n == len(runs) - 1 else RUN_WEIGHT
+                missing += run * (weight if run > 1 else 1.0)
         covered = sum(flags)
         return covered / (covered + missing)
 

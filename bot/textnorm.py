@@ -8,6 +8,7 @@ heteronyms: a character that can be read several ways takes the reading the know
 """
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from functools import lru_cache
@@ -39,6 +40,8 @@ SYNONYMS = {
             "之前的", "以前的", "原来的"),
     "配置": ("配好", "配完", "配置好", "配置完"),
     "信息": ("资讯", "资料"),
+    "显示": ("看到", "看见", "出现"),
+    "不足": ("不够", "不充足"),
     "报错": ("失败", "出错", "不生效", "没生效", "无效", "没有用", "不管用", "没反应"),
     "费用": ("多少钱", "价格", "收费标准"),
     "回答": ("解答", "答复"),
@@ -51,10 +54,16 @@ SYNONYMS = {
 _SYNONYM_OF = {variant: canon for canon, variants in SYNONYMS.items() for variant in (canon, *variants)}
 _SYNONYM_OF |= {word: word for word in ("改为", "清楚")}  # keep whole: they contain a variant
 _SYNONYM_RE = re.compile("|".join(sorted(map(re.escape, _SYNONYM_OF), key=len, reverse=True)))
-# Light characters: kept in the text, but never required to be covered by an intent.
+# Light characters and words: kept in the text, but never required to be covered by an intent.
 LIGHT_CHARS = frozenset("不没无未有在里中上下到还又都也就把被给是要想能会可以个和与跟及或请")
+LIGHT_WORDS = frozenset((
+    "以后", "之后", "后来", "以前", "之前", "两个", "一个", "只有", "只是", "才能", "能够", "不能",
+    "不行", "不了", "还有", "所有", "这样", "那样", "时候", "的话", "如果", "而且", "并且", "其他",
+    "别的", "这里", "那里", "目前", "刚才", "刚刚", "总是", "一样", "所以", "因为", "结果", "能干",
+))
 # A token is one Han character or one run of Latin letters/digits (an English word, an ID).
 _TOKEN_RE = re.compile(r"[a-z0-9_]+|.", re.S)
+_CHUNK_RE = re.compile(r"[a-z0-9_]+|[^a-z0-9_]+")
 # Southern-accent / pinyin-typing merges applied to every syllable.
 _FUZZY_PINYIN = ((re.compile(r"^([zcs])h"), r"\1"), (re.compile(r"(e|i)ng$"), r"\1n"))
 _PUA_BASE = 0xF0000  # supplementary private-use plane: room for every syllable and word
@@ -111,22 +120,70 @@ def char_readings(ch: str) -> tuple[str, ...]:
     return tuple(readings) or (ch,)
 
 
+@lru_cache(maxsize=1)
+def _base_segmenter():
+    """The jieba dictionary, loaded once per process (~0.5 s), plus our canonical words."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    for word in SYNONYMS:
+        tokenizer.add_word(word)
+    return tokenizer
+
+
+def make_segmenter(domain_words=()):
+    """A jieba tokenizer of its own that keeps `domain_words` (a KB's keywords) whole."""
+    import jieba
+
+    base = _base_segmenter()
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total, tokenizer.initialized = dict(base.FREQ), base.total, True
+    for word in map(normalize, domain_words):
+        if len(tokens(word)) > 1:
+            tokenizer.add_word(word)
+    return tokenizer
+
+
+def words(text: str, segmenter=None) -> list[str]:
+    """A normalised text cut into words: jieba for Han runs, Latin/digit runs kept whole."""
+    segmenter = segmenter or _base_segmenter()
+    out: list[str] = []
+    for chunk in _CHUNK_RE.findall(text):
+        if chunk[0].isascii():
+            out.append(chunk)
+        else:
+            out.extend(segmenter.lcut(chunk, HMM=False))
+    return out
+
+
 def tokens(text: str) -> list[str]:
     """A normalised text as tokens: single Han characters and whole Latin/digit runs."""
     return _TOKEN_RE.findall(text)
 
 
-def light_mask(text: str) -> list[bool]:
-    """Per token: True for a light character that an intent need not cover."""
-    return [tok in LIGHT_CHARS for tok in tokens(text)]
+def light_mask(text: str, segmenter=None) -> list[bool]:
+    """Per token: True when it is (part of) a light character or word an intent need not cover."""
+    return light_of_words(words(text, segmenter))
+
+
+def light_of_words(cut: list[str]) -> list[bool]:
+    """Per token of already segmented words: is it light (see light_mask)?"""
+    mask: list[bool] = []
+    for word in cut:
+        size = len(tokens(word))
+        light = word in LIGHT_WORDS or all(ch in LIGHT_CHARS for ch in word)
+        mask += [light] * size
+    return mask
 
 
 def syllables(text: str, prefer: frozenset[str] = frozenset()) -> list[str]:
-    """Per token: a Han character's reading (preferring `prefer`), else the token itself."""
+    """Per token: a Han character's reading (preferring `prefer`), else '#' + the token."""
     out = []
     for tok in tokens(text):
         if not is_han(tok):
-            out.append(tok)
+            out.append("#" + tok)  # own namespace: the word "si" is not the syllable of 是
             continue
         readings = char_readings(tok)
         out.append(next((r for r in readings if r in prefer), readings[0]))

@@ -1,0 +1,134 @@
+"""The question matcher: the intent a customer gets, or an honest fallback."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bot.config import MatchingConfig
+from bot.kb import load_kb
+from bot.matcher import ANSWER_THRESHOLD, Match, Matcher, attach_matcher
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def matcher(kb) -> Matcher:
+    """The shipped knowledge base's matcher."""
+    return attach_matcher(kb).matcher
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("数电配置里找不到乐企联用", "leqi-channel-missing"),
+    ("乐琪通道出不来", "leqi-channel-missing"),                       # typo 乐琪
+    ("樂企聯用的通道沒有顯示", "leqi-channel-missing"),                # traditional characters
+    ("乐企连用通道看不见", "leqi-channel-missing"),                   # typo 连用
+    ("乐器联用的通道没了怎么弄", "leqi-channel-missing"),             # voice homophone 乐器
+    ("嗯就是我这边那个税局账号绑好了然后数电配置里面一直没有乐企选项啊", "leqi-channel-missing"),
+    ("通道类型是不是要切换到乐企", "leqi-channel-missing"),
+    ("接入单位ID跟使用单位ID弄反了", "leqi-ids-swapped"),
+    ("单位id改正以后后台日志还是旧的", "leqi-ids-swapped"),
+    ("缓存清理要输入的key是什么", "leqi-ids-swapped"),
+    ("BDM_CACHE_CLEAR怎么打开", "leqi-ids-swapped"),
+    ("人工", "human-agent"),
+    ("帮我转人工", "human-agent"),
+    ("帮助", "help"),
+    ("谢谢啦", "thanks"),
+    ("好的，谢谢你", "thanks"),
+    ("你好", "greeting"),
+    ("晚上好呀", "greeting"),
+])
+def test_answers(matcher, text, intent):
+    result = matcher.match(text)
+    assert (result.decision, result.intent) == ("answer", intent), result
+
+
+@pytest.mark.parametrize("text", [
+    "乐企联用怎么收费",
+    "怎么开红字发票",
+    "乐企联用需要什么条件",
+    "乐企平台怎么注册",
+    "乐企联用开票限额",
+    "数电配置怎么改密码",
+    "你好，我想问一下发票怎么冲红",        # contains 你好 but is not a greeting
+    "电子税局的密码找回",
+    "今天吃什么",
+    "？？？",
+    "",
+])
+def test_rejects_out_of_scope(matcher, text):
+    result = matcher.match(text)
+    assert result.decision != "answer" and result.intent is None, result
+
+
+def test_long_question_with_greeting_is_not_a_greeting(matcher):
+    result = matcher.match("你好，乐企联用的通道在数电配置里不显示")
+    assert result.intent == "leqi-channel-missing"
+
+
+@pytest.mark.parametrize("text", ["乐企", "乐企联用"])
+def test_ambiguous_question_asks_to_clarify(matcher, text):
+    result = matcher.match(text)
+    assert result.decision == "clarify" and result.intent is None
+    assert {i for i, _ in result.candidates[:2]} == {"leqi-channel-missing", "leqi-ids-swapped"}
+
+
+@pytest.mark.parametrize("text", ["乐企通道不显示", "乐企", "怎么开红字发票", "人工"])
+def test_candidates_are_ranked_and_bounded(matcher, text):
+    result = matcher.match(text)
+    scores = [s for _, s in result.candidates]
+    assert len(scores) <= 5 and scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 100.0 for s in scores) and result.score == (scores[0] if scores else 0.0)
+
+
+@pytest.mark.parametrize("matching, decision", [
+    (None, "answer"),
+    (MatchingConfig(answer_threshold=99.5), "none"),
+    (MatchingConfig(clarify_margin=99.0), "clarify"),
+])
+def test_config_thresholds_change_the_decision(kb, matching, decision):
+    matcher = Matcher(kb, *((matching.answer_threshold, matching.clarify_margin) if matching else ()))
+    assert matcher.match("数电配置里乐企通道不显示").decision == decision
+
+
+def test_zero_config_uses_the_measured_defaults(kb):
+    assert Matcher(kb, 0.0, 0.0).answer_threshold == ANSWER_THRESHOLD
+
+
+THIRD_INTENT = """---
+id: leqi-quota
+title: 乐企联用开票额度不足
+question: 乐企联用开票提示额度不足怎么办？
+kind: faq
+similar:
+  - 乐企开票可用额度用完了
+keywords: [额度, 开票额度, 限额]
+---
+请在电子税局申请调整开票额度。
+"""
+
+
+@pytest.fixture(scope="module")
+def three_faq_matcher(tmp_path_factory) -> Matcher:
+    """The shipped answers plus a third FAQ written by an author."""
+    folder = tmp_path_factory.mktemp("kb") / "answers"
+    shutil.copytree(ROOT / "answers", folder)
+    (folder / "leqi-quota.md").write_text(THIRD_INTENT, encoding="utf-8")
+    return attach_matcher(load_kb(folder)).matcher
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("乐企联用开票限额不够了", "leqi-quota"),
+    ("乐企开票额度不足", "leqi-quota"),
+    ("數電配置沒有樂企通道", "leqi-channel-missing"),
+    ("接入单位ID填反了", "leqi-ids-swapped"),
+    ("谢谢", "thanks"),
+])
+def test_a_third_faq_is_matched_without_code_changes(three_faq_matcher, text, intent):
+    result = three_faq_matcher.match(text)
+    assert (result.decision, result.intent) == ("answer", intent), result
+
+
+def test_match_is_a_frozen_value():
+    match = Match("none", None, 0.0, ())
+    with pytest.raises(AttributeError):
+        match.score = 1.0  # type: ignore[misc]

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import replace
 from typing import Callable
 
@@ -132,7 +133,7 @@ def cmd_worker(args) -> int:
     worker = outbox_worker(_parts(args))
     log.info("outbox worker running; Ctrl-C to stop")
     try:
-        worker.run_forever(None)
+        worker.run_forever(threading.Event())
     except KeyboardInterrupt:
         pass
     return 0

@@ -104,6 +104,8 @@ class OutboxWorker:
             self.robot.send_markdown(_text(row.payload, "markdown"))
         elif row.target == "customer" and self.customer is None:
             raise DeliveryError(False, None, "no customer-service API configured", hold=True)
+        elif row.target == "customer" and row.payload.get("channel", "wechat") != "wechat":
+            raise DeliveryError(False, None, "no push API for this channel", hold=True)
         elif row.target == "customer":
             self.customer.send_text(row.user, _text(row.payload, "text"))
         else:

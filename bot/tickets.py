@@ -61,9 +61,9 @@ def ops_notification(kb: KnowledgeBase, ticket: Ticket, public_url: str,
     return {"target": "ops", "user": "", "payload": {"markdown": fit_bytes(text, ROBOT_LIMIT_BYTES)}}
 
 
-def customer_message(user: str, text: str) -> dict:
-    """Outbox row (target customer) sent as a customer-service message."""
-    return {"target": "customer", "user": user, "payload": {"text": text}}
+def customer_message(ticket: Ticket, text: str) -> dict:
+    """Outbox row (target customer): a customer-service message (WeCom users: next reply)."""
+    return {"target": "customer", "user": ticket.user, "payload": {"text": text, "channel": ticket.channel}}
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class TicketDesk:
         outbox = []
         if ticket.kind == "channel" and ticket.status != "resolved":
             text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id)
-            outbox.append(customer_message(ticket.user, text))
+            outbox.append(customer_message(ticket, text))
         return self.store.resolve_ticket(ticket_id, now or time.time(), outbox)
 
     def reply(self, ticket_id: int, text: str, now: float | None = None) -> Ticket | None:
@@ -92,7 +92,7 @@ class TicketDesk:
         if ticket is None or not text.strip():
             return None
         message = self.kb.render("ops-reply", text=text.strip())
-        self.store.queue_message(customer_message(ticket.user, message), ticket_id, now or time.time())
+        self.store.queue_message(customer_message(ticket, message), ticket_id, now or time.time())
         return ticket
 
     def attach_image(self, user: str, media_id: str, pic_url: str, now: float) -> Ticket | None:

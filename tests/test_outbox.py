@@ -264,3 +264,12 @@ def test_outbox_thread_delivers_and_stops(store, robot):
     stop.set()
     thread.join(timeout=10)
     assert robot.messages == ["### 新工单 T000005"] and not thread.is_alive() and thread.daemon
+
+
+def test_a_wecom_customer_message_is_held_for_the_next_reply(store, wechat, clock):
+    row_id = store.queue_message({"target": "customer", "user": "zhangsan",
+                                  "payload": {"text": "已处理", "channel": "wecom"}}, None, clock())
+    make_worker(store, wechat=wechat, clock=clock).run_once()
+    assert wechat.messages == []
+    held = store.take_held("zhangsan", clock())
+    assert [row.id for row in held] == [row_id]

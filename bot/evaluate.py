@@ -24,9 +24,11 @@ def _parse_row(raw: str, where: str) -> dict:
         raise ValueError(f"{where}: invalid JSON: {exc.msg}") from None
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected an object with text and intent")
-    text, intent = row.get("text"), row.get("intent", "missing")
+    text, intent = row.get("text"), row.get("intent")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where}: 'text' must be a non-empty string")
+    if "intent" not in row:
+        raise ValueError(f"{where}: 'intent' is missing (use null for an out-of-scope question)")
     if intent is not None and (not isinstance(intent, str) or not intent.strip()):
         raise ValueError(f"{where}: 'intent' must be an intent id or null")
     return {"text": text, "intent": intent}

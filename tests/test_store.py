@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import uuid
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
@@ -135,7 +136,7 @@ def test_purge_messages_forgets_only_old_keys(store):
 ])
 def test_session_round_trip_tax_id_from_users(store, session):
     """State survives; the tax ID comes from remember/forget, never from the saved session."""
-    store.save_session("u1", Session(**{**session.to_dict(), "stage": session.stage, "tax_id": "ignored"}))
+    store.save_session("u1", replace(session, tax_id="ignored"))
     assert store.load_session("u1") == session
     store.remember_tax_id("u1", "91110000600037341L")
     assert store.load_session("u1").tax_id == "91110000600037341L"
@@ -222,7 +223,8 @@ def test_attach_reopens_resolved_ticket(store):
     assert again.attachments == ("media-1", "media-2") and store.get_ticket(ticket.id) == again
     assert [r.payload for r in pending(store)] == [{"markdown": "截图"}]
     history = [(e["kind"], e["detail"]) for e in store.ticket_events(ticket.id)]
-    assert history[1:] == [("resolved", ""), ("attached", "media-1"), ("reopened", ""), ("attached", "media-2")]
+    assert history[1:] == [("resolved", ""), ("attached", "media-1"), ("reopened", ""),
+                           ("attached", "media-2")]
     with pytest.raises(KeyError):
         store.attach_to_ticket(404, "media-3", T0, [])
 

@@ -9,6 +9,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import (
     JSON, Column, Double, ForeignKey, Index, Integer, MetaData, String, Table, Text,
@@ -57,7 +58,7 @@ ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_k
 attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
                     Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
                     Column("media", Text, nullable=False), _t("at"))
-outbox = Table(
+outbox_table = Table(
     "outbox", metadata, Column("id", Integer, primary_key=True), Column("target", String, nullable=False),
     Column("user", String), Column("payload", JSON, nullable=False),
     Column("ticket_id", ForeignKey("tickets.id")), Column("status", String, nullable=False),
@@ -127,7 +128,7 @@ def make_engine(url: str):
         raise ValueError(f"unsupported storage url (sqlite:/// or postgresql://): {parsed.drivername}")
     on_disk = parsed.database not in (None, "", ":memory:")
     if on_disk:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, json_serializer=serializer)
     else:
         engine = create_engine("sqlite://", poolclass=pool.StaticPool, json_serializer=serializer,
@@ -274,11 +275,11 @@ class SqlStore(Store):
         ids = []
         for row in rows:
             if row.get("target") not in TARGETS or not isinstance(row.get("payload"), dict):
-                raise ValueError(f"outbox row needs target in {TARGETS} and a dict payload: {row!r:.200}")
-            ids.append(conn.execute(insert(outbox).values(
+                raise ValueError(f"outbox row needs a target in {TARGETS} and a dict payload: {row!r:.200}")
+            ids.append(conn.execute(insert(outbox_table).values(
                 target=row["target"], user=row.get("user") or user, payload=row["payload"],
                 ticket_id=ticket_id, status="pending", attempts=0, next_at=row.get("next_at", now),
-                created_at=now).returning(outbox.c.id)).scalar_one())
+                created_at=now).returning(outbox_table.c.id)).scalar_one())
         return ids
 
     @staticmethod
@@ -286,9 +287,10 @@ class SqlStore(Store):
         """Append a ticket_events row."""
         conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail))
 
-    def create_ticket(self, ticket: Ticket, source_key: str, outbox) -> tuple[Ticket, bool]:
+    def create_ticket(self, ticket: Ticket, source_key: str,
+                      outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
         """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
-        values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status or "open",
+        values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
                       tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
                       channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
         stmt = self._insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
@@ -319,7 +321,8 @@ class SqlStore(Store):
     def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
         """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
         with self._tx(write=True) as conn:
-            changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, tickets.c.status != "resolved")
+            open_ = tickets.c.status != "resolved"
+            changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, open_)
                                    .values(status="resolved", resolved_at=now)).rowcount
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
             if changed:
@@ -344,8 +347,9 @@ class SqlStore(Store):
 
     def ticket_events(self, ticket_id: int) -> list[dict]:
         """History of a ticket: {"at", "kind", "detail"}."""
-        query = (select(ticket_events.c.at, ticket_events.c.kind, ticket_events.c.detail)
-                 .where(ticket_events.c.ticket_id == ticket_id).order_by(ticket_events.c.at, ticket_events.c.id))
+        cols = ticket_events.c
+        query = (select(cols.at, cols.kind, cols.detail).where(cols.ticket_id == ticket_id)
+                 .order_by(cols.at, cols.id))
         with self._tx() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
@@ -358,10 +362,10 @@ class SqlStore(Store):
     def _ops_budget(self, conn, now: float, per_minute: int) -> int:
         """How many ops rows the robot may still take this minute (sent in 60 s or in flight)."""
         self._advisory_lock(conn, OPS_LOCK)
-        used = conn.execute(select(func.count()).select_from(outbox).where(
-            outbox.c.target == "ops",
-            or_(outbox.c.status == "sending", (outbox.c.status == "sent") & (outbox.c.sent_at > now - 60)),
-        )).scalar_one()
+        cols = outbox_table.c
+        recent = (cols.status == "sent") & (cols.sent_at > now - 60)
+        used = conn.execute(select(func.count()).select_from(outbox_table).where(
+            cols.target == "ops", or_(cols.status == "sending", recent))).scalar_one()
         return max(0, per_minute - used)
 
     def claim_outbox(self, now: float, limit: int = 10, target: str | None = None,
@@ -372,21 +376,26 @@ class SqlStore(Store):
         with self._tx(write=True) as conn:
             rows = []
             for kind in (target,) if target else TARGETS:
-                room = limit if kind == "customer" else min(limit, self._ops_budget(conn, now, ops_per_minute))
-                if room > 0:
-                    rows += conn.execute(select(outbox).where(
-                        outbox.c.status == "pending", outbox.c.target == kind, outbox.c.next_at <= now,
-                    ).order_by(outbox.c.next_at, outbox.c.id).limit(room).with_for_update(skip_locked=True)).all()
+                room = min(limit, self._ops_budget(conn, now, ops_per_minute)) if kind == "ops" else limit
+                rows += self._due(conn, kind, now, room) if room > 0 else []
             rows = sorted(rows, key=lambda r: (r.next_at, r.id))[:limit]
             if rows:
-                conn.execute(update(outbox).where(outbox.c.id.in_([r.id for r in rows]))
+                conn.execute(update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows]))
                              .values(status="sending", claimed_at=now))
         return [replace(_outbox_row(r), status="sending") for r in rows]
+
+    @staticmethod
+    def _due(conn, target: str, now: float, limit: int) -> list:
+        """Lock up to `limit` due pending rows for `target`, skipping rows another worker holds."""
+        cols = outbox_table.c
+        return conn.execute(
+            select(outbox_table).where(cols.status == "pending", cols.target == target, cols.next_at <= now)
+            .order_by(cols.next_at, cols.id).limit(limit).with_for_update(skip_locked=True)).all()
 
     def _set_outbox(self, row_id: int, **values) -> None:
         """Update one outbox row."""
         with self._tx(write=True) as conn:
-            conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+            conn.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(**values))
 
     def outbox_sent(self, row_id: int, now: float) -> None:
         """Mark a row delivered."""
@@ -395,7 +404,7 @@ class SqlStore(Store):
     def outbox_retry(self, row_id: int, next_at: float, error: str) -> None:
         """Back to pending, due at next_at, attempts + 1."""
         self._set_outbox(row_id, status="pending", next_at=next_at, last_error=error,
-                         attempts=outbox.c.attempts + 1)
+                         attempts=outbox_table.c.attempts + 1)
 
     def outbox_hold(self, row_id: int, error: str) -> None:
         """Customer window closed: keep for delivery with the customer's next passive reply."""
@@ -403,18 +412,18 @@ class SqlStore(Store):
 
     def take_held(self, user: str, now: float) -> list[OutboxRow]:
         """Atomically take (mark sent) the user's held customer messages."""
-        stmt = (update(outbox).where(outbox.c.user == user, outbox.c.target == "customer",
-                                     outbox.c.status == "held")
-                .values(status="sent", sent_at=now).returning(*outbox.c))
+        stmt = (update(outbox_table).where(outbox_table.c.user == user, outbox_table.c.target == "customer",
+                                     outbox_table.c.status == "held")
+                .values(status="sent", sent_at=now).returning(*outbox_table.c))
         with self._tx(write=True) as conn:
             rows = conn.execute(stmt).all()
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
     def requeue_stale_sending(self, older_than: float) -> int:
         """Rows stuck in `sending` (a killed worker) go back to pending."""
+        stale = (outbox_table.c.status == "sending") & (outbox_table.c.claimed_at < older_than)
         with self._tx(write=True) as conn:
-            return conn.execute(update(outbox).where(outbox.c.status == "sending", or_(
-                outbox.c.claimed_at < older_than, outbox.c.claimed_at.is_(None))).values(status="pending")).rowcount
+            return conn.execute(update(outbox_table).where(stale).values(status="pending")).rowcount
 
     # -- analytics --
     def log_unanswered(self, user: str, text: str, now: float) -> None:

@@ -1,0 +1,87 @@
+"""Store hot-path latency per backend: claim + load + save + finish of one message (prints ms).
+
+Usage: python bench/store_bench.py [N]   (PostgreSQL/Redis via BOT_TEST_POSTGRES_URL / BOT_TEST_REDIS_URL)
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bot.model import Session, Stage  # noqa: E402
+from bot.store import RedisState, SqlStore  # noqa: E402
+
+
+def backends(tmp: str) -> dict:
+    """Name -> store factory for every backend reachable here."""
+    found = {"sqlite-memory": lambda: SqlStore("sqlite://"),
+             "sqlite-file": lambda: SqlStore(f"sqlite:///{tmp}/bench.db")}
+    if os.environ.get("BOT_TEST_POSTGRES_URL"):
+        found["postgresql"] = lambda: SqlStore(scratch_schema(os.environ["BOT_TEST_POSTGRES_URL"]))
+    if os.environ.get("BOT_TEST_REDIS_URL"):
+        found["redis+sqlite"] = lambda: RedisState(os.environ["BOT_TEST_REDIS_URL"],
+                                                   SqlStore(f"sqlite:///{tmp}/bench-r.db"),
+                                                   prefix=f"bench:{uuid.uuid4().hex}:")
+    return found
+
+
+def scratch_schema(url: str) -> str:
+    """A URL on a fresh PostgreSQL schema (dropped at exit), so the bench leaves no rows behind."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    atexit.register(drop_schema, admin, name)
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+
+
+def drop_schema(admin, name: str) -> None:
+    """Drop the bench schema."""
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    admin.dispose()
+
+
+def forget_redis_keys(store) -> None:
+    """Delete the bench's Redis keys."""
+    if isinstance(store, RedisState):
+        for key in store.redis.scan_iter(f"{store.prefix}*"):
+            store.redis.delete(key)
+
+
+def one_message(store, i: int) -> float:
+    """Seconds for the store work of one inbound message."""
+    start = time.perf_counter()
+    key, user, now = f"bench-{uuid.uuid4().hex}", f"user-{i % 50}", time.time()
+    store.claim_message(key, now)
+    session = store.load_session(user)
+    store.save_session(user, replace(session, stage=Stage.AWAITING_TAX_ID, updated_at=now))
+    store.finish_message(key, "reply", now)
+    return time.perf_counter() - start
+
+
+def main(count: int) -> None:
+    """Print p50/p99 per backend."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, factory in backends(tmp).items():
+            store = factory()
+            store.save_session("warm-up", Session())
+            samples = sorted(one_message(store, i) * 1000 for i in range(count))
+            p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+            print(f"{name:14s} n={count} p50={statistics.median(samples):.2f} ms p99={p99:.2f} ms")
+            forget_redis_keys(store)
+            store.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)

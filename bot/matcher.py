@@ -28,6 +28,7 @@ margin below 8 means two intents are genuinely close and we ask.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -43,6 +44,8 @@ RUN_WEIGHT = 2.0  # weight of each token of an uncovered run of 2+ tokens (an un
 TAIL_WEIGHT = 3.0  # ... when that run ends the question (the topic: 乐企联用怎么收费)
 MAX_CANDIDATES = 5
 PREFILTER_LIMIT = 40  # choices kept by the rapidfuzz pass before intent-level scoring
+FULL_SCAN_LIMIT = 1500  # up to this many choices, every one is scored; above, a shortlist
+SHORTLIST = 300  # choices shortlisted by shared bigrams (plus a quarter as many by plain ratio)
 _TEMPLATE_TAG = re.compile(r"\{[%{#].*?[%}#]\}")
 
 
@@ -101,6 +104,7 @@ class Matcher:
             self.anchors[iid] = tuple(k for k in (self.prepare(kw).key for kw in intent.keywords) if k)
             extra = [*intent.keywords, *bodies[iid].split()]
             self.vocab[iid] = self._vocabulary([*texts[iid], *extra])
+        self._build_index()
 
     @staticmethod
     def _body(kb: KnowledgeBase, intent_id: str) -> str:
@@ -185,14 +189,34 @@ class Matcher:
         query = self.prepare(text)
         if not query.key:
             return query, {}
+        shortlist = self._shortlist(query)
+        choices = self.choice_keys if shortlist is None else [self.choice_keys[i] for i in shortlist]
         best: dict[str, float] = {}
-        for _c, sim, idx in process.extract(query.key, self.choice_keys, scorer=fuzz.WRatio,
-                                            limit=PREFILTER_LIMIT):
-            iid = self.choice_intents[idx]
+        for _c, sim, pos in process.extract(query.key, choices, scorer=fuzz.WRatio, limit=PREFILTER_LIMIT):
+            iid = self.choice_intents[pos if shortlist is None else shortlist[pos]]
             best[iid] = max(sim, best.get(iid, 0.0))
         exact = self.exact.get(query.key)
         return query, {iid: {"sim": sim, "cov": self.coverage(query, iid), "exact": iid == exact,
                              "anchor": self.anchored(query, iid)} for iid, sim in best.items()}
+
+    def _build_index(self) -> None:
+        """Inverted index token bigram → choices, for knowledge bases too big to scan whole."""
+        self.postings: dict[str, list[int]] = {}
+        if len(self.choice_keys) <= FULL_SCAN_LIMIT:
+            return
+        for idx, key in enumerate(self.choice_keys):
+            for gram in _bigrams(key):
+                self.postings.setdefault(gram, []).append(idx)
+
+    def _shortlist(self, query: Query) -> list[int] | None:
+        """Choices sharing the most bigrams with the question (None: scan every choice)."""
+        if not self.postings:
+            return None
+        counts: Counter = Counter()
+        for gram in _bigrams(query.key) | _bigrams(query.content):
+            counts.update(self.postings.get(gram, ()))
+        cheap = process.extract(query.key, self.choice_keys, scorer=fuzz.ratio, limit=SHORTLIST // 4)
+        return sorted({i for i, _ in counts.most_common(SHORTLIST)} | {i for _c, _s, i in cheap})
 
     @staticmethod
     def combine(f: dict) -> float:

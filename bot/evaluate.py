@@ -58,41 +58,35 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else 1.0
 
 
-def evaluate(kb, rows) -> dict:
-    """Run every row through the matcher and compute the figures (see module docstring)."""
-    matcher = _matcher(kb)
-    answered, correct, labelled = Counter(), Counter(), Counter()
-    confusions: Counter = Counter()
-    misses = []
-    in_scope = out_scope = in_ok = out_ok = 0
+def _outcomes(matcher, rows) -> list[tuple[dict, str | None, object]]:
+    """(row, intent answered or None, the Match) for every row."""
+    out = []
     for row in rows:
         result = matcher.match(row["text"])
-        got = result.intent if result.decision == "answer" else None
-        want = row["intent"]
-        if got is not None:
-            answered[got] += 1
-        if want is None:
-            out_scope += 1
-            out_ok += got is None
-        else:
-            in_scope += 1
-            labelled[want] += 1
-            in_ok += got == want
-            correct[want] += got == want
-        if got != want:
-            confusions[(want, got)] += 1
-            misses.append({"text": row["text"], "expected": want, "got": got,
-                           "decision": result.decision, "score": result.score,
-                           "candidates": list(result.candidates)})
-    intents = sorted(set(labelled) | set(answered))
+        out.append((row, result.intent if result.decision == "answer" else None, result))
+    return out
+
+
+def evaluate(kb, rows) -> dict:
+    """Run every row through the matcher and compute the figures (see module docstring)."""
+    outcomes = _outcomes(_matcher(kb), rows)
+    answered = Counter(got for _r, got, _m in outcomes if got is not None)
+    labelled = Counter(r["intent"] for r, _g, _m in outcomes if r["intent"] is not None)
+    correct = Counter(got for r, got, _m in outcomes if got is not None and got == r["intent"])
+    wrong = [(r, got, m) for r, got, m in outcomes if got != r["intent"]]
+    in_scope, out_scope = sum(labelled.values()), len(rows) - sum(labelled.values())
+    rejected = sum(1 for r, got, _m in outcomes if r["intent"] is None and got is None)
+    confusions = Counter((r["intent"], got) for r, got, _m in wrong)
     per_intent = {i: {"precision": _ratio(correct[i], answered[i]), "recall": _ratio(correct[i], labelled[i]),
-                      "support": labelled[i], "answered": answered[i]} for i in intents}
+                      "support": labelled[i], "answered": answered[i]}
+                  for i in sorted(set(labelled) | set(answered))}
     return {
         "rows": len(rows), "in_scope": in_scope, "out_of_scope": out_scope,
-        "top1_accuracy": _ratio(in_ok, in_scope), "oos_rejection": _ratio(out_ok, out_scope),
+        "top1_accuracy": _ratio(sum(correct.values()), in_scope), "oos_rejection": _ratio(rejected, out_scope),
         "per_intent": per_intent,
         "confusions": [{"expected": e, "got": g, "count": n} for (e, g), n in confusions.most_common()],
-        "misses": misses,
+        "misses": [{"text": r["text"], "expected": r["intent"], "got": got, "decision": m.decision,
+                    "score": m.score, "candidates": list(m.candidates)} for r, got, m in wrong],
     }
 
 

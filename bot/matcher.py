@@ -85,6 +85,7 @@ class Matcher:
     """Fuzzy, pinyin-aware question matcher over one knowledge base."""
 
     def __init__(self, kb: KnowledgeBase, answer_threshold: float = 0.0, clarify_margin: float = 0.0):
+        """Precompute choices, vocabularies and anchors of kb; 0 thresholds mean the defaults."""
         self.answer_threshold = answer_threshold or ANSWER_THRESHOLD
         self.clarify_margin = clarify_margin or CLARIFY_MARGIN
         self.segmenter = make_segmenter(kw for i in kb.intents.values() for kw in i.keywords)

@@ -25,6 +25,7 @@ def fresh_kb():
     (HELDOUT_SET, 0.90, 0.90),  # our own unseen-style phrasings: guards against overfitting the dev set
 ])
 def test_matching_meets_the_bars(fresh_kb, path, top1_bar, rejection_bar):
+    """The dev set meets the spec's bars; our held-out set stays close."""
     result = evaluate(fresh_kb, read_eval_rows(path))
     report = format_report(result)
     assert result["top1_accuracy"] >= top1_bar, report
@@ -38,11 +39,13 @@ def test_matching_meets_the_bars(fresh_kb, path, top1_bar, rejection_bar):
     ([{"text": "人工", "intent": None}], 1.0, 0.0),                          # answered → not rejected
 ])
 def test_counting_rules(fresh_kb, rows, top1, rejection):
+    """Clarify is not an answer: it misses in scope and rejects out of scope."""
     result = evaluate(fresh_kb, rows)
     assert (result["top1_accuracy"], result["oos_rejection"]) == (top1, rejection)
 
 
 def test_report_lists_misses_confusions_and_ends_with_the_headline(fresh_kb):
+    """The report shows misses and confusions and ends with 4 headline lines."""
     rows = [{"text": "人工", "intent": None}, {"text": "谢谢", "intent": "thanks"},
             {"text": "乐企联用怎么收费", "intent": "leqi-channel-missing"}]
     result = evaluate(fresh_kb, rows)
@@ -59,6 +62,7 @@ def test_report_lists_misses_confusions_and_ends_with_the_headline(fresh_kb):
 
 
 def test_blank_lines_are_skipped(tmp_path):
+    """Blank lines in an eval file are ignored."""
     path = tmp_path / "rows.jsonl"
     path.write_text('\n{"text": "你好", "intent": "greeting"}\n\n{"text": "收费", "intent": null}\n',
                     encoding="utf-8")
@@ -75,6 +79,7 @@ def test_blank_lines_are_skipped(tmp_path):
     ('{"text": "你好"}', "'intent' is missing"),
 ])
 def test_bad_line_names_file_and_line(tmp_path, bad_line, message):
+    """A bad eval line raises ValueError naming the file and line."""
     path = tmp_path / "rows.jsonl"
     path.write_text('{"text": "谢谢", "intent": "thanks"}\n' + bad_line + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}:2: {re.escape(message)}"):

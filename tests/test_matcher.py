@@ -38,6 +38,7 @@ def matcher(kb) -> Matcher:
     ("晚上好呀", "greeting"),
 ])
 def test_answers(matcher, text, intent):
+    """Typical, typo'd, traditional and voice-style questions get the right answer."""
     result = matcher.match(text)
     assert (result.decision, result.intent) == ("answer", intent), result
 
@@ -56,17 +57,20 @@ def test_answers(matcher, text, intent):
     "",
 ])
 def test_rejects_out_of_scope(matcher, text):
+    """Questions that only share words with an FAQ are not answered."""
     result = matcher.match(text)
     assert result.decision != "answer" and result.intent is None, result
 
 
 def test_long_question_with_greeting_is_not_a_greeting(matcher):
+    """A greeting in front of a question does not hide the question."""
     result = matcher.match("你好，乐企联用的通道在数电配置里不显示")
     assert result.intent == "leqi-channel-missing"
 
 
 @pytest.mark.parametrize("text", ["乐企", "乐企联用"])
 def test_ambiguous_question_asks_to_clarify(matcher, text):
+    """A question that fits both FAQs equally makes the bot ask which one."""
     result = matcher.match(text)
     assert result.decision == "clarify" and result.intent is None
     assert {i for i, _ in result.candidates[:2]} == {"leqi-channel-missing", "leqi-ids-swapped"}
@@ -74,6 +78,7 @@ def test_ambiguous_question_asks_to_clarify(matcher, text):
 
 @pytest.mark.parametrize("text", ["乐企通道不显示", "乐企", "怎么开红字发票", "人工"])
 def test_candidates_are_ranked_and_bounded(matcher, text):
+    """Candidates: at most 5, best first, scores 0..100, top one is the score."""
     result = matcher.match(text)
     scores = [s for _, s in result.candidates]
     assert len(scores) <= 5 and scores == sorted(scores, reverse=True)
@@ -86,11 +91,13 @@ def test_candidates_are_ranked_and_bounded(matcher, text):
     (MatchingConfig(clarify_margin=99.0), "clarify"),
 ])
 def test_config_thresholds_change_the_decision(kb, matching, decision):
+    """[matching] thresholds from the config change what the user gets."""
     matcher = Matcher(kb, *((matching.answer_threshold, matching.clarify_margin) if matching else ()))
     assert matcher.match("数电配置里乐企通道不显示").decision == decision
 
 
 def test_zero_config_uses_the_measured_defaults(kb):
+    """0 in the config means the measured default threshold."""
     assert Matcher(kb, 0.0, 0.0).answer_threshold == ANSWER_THRESHOLD
 
 
@@ -124,11 +131,13 @@ def three_faq_matcher(tmp_path_factory) -> Matcher:
     ("谢谢", "thanks"),
 ])
 def test_a_third_faq_is_matched_without_code_changes(three_faq_matcher, text, intent):
+    """An author's new FAQ file is matched; the old ones still are."""
     result = three_faq_matcher.match(text)
     assert (result.decision, result.intent) == ("answer", intent), result
 
 
 def test_match_is_a_frozen_value():
+    """A Match cannot be altered by its consumers."""
     match = Match("none", None, 0.0, ())
     with pytest.raises(AttributeError):
         match.score = 1.0  # type: ignore[misc]

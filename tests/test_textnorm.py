@@ -16,6 +16,7 @@ KB_READINGS = frozenset({"le", "qi", "lian", "yon", "tong", "dao"})
     ("🙂😀", ""),                                               # emoji are not text
 ])
 def test_clean(raw, expected):
+    """Width, case, script and punctuation differences disappear."""
     assert clean(raw) == expected
 
 
@@ -32,11 +33,13 @@ def test_clean(raw, expected):
     ("缓存键值", "缓存key"),
 ])
 def test_normalize(raw, expected):
+    """Fillers go, synonyms become one word, a lone greeting stays."""
     assert normalize(raw) == expected
 
 
 @pytest.mark.parametrize("typo", ["乐琪", "乐器", "乐起", "樂企"])
 def test_homophone_typos_share_the_sound_key(typo):
+    """Homophone typos of 乐企 sound the same to the matcher."""
     assert sound_key(normalize(typo), KB_READINGS) == sound_key("乐企", KB_READINGS)
 
 
@@ -48,10 +51,12 @@ def test_homophone_typos_share_the_sound_key(typo):
     ("si", "是", False),          # a Latin word is one token, never a syllable
 ])
 def test_sound_key_equality(a, b, same):
+    """Homophones are equal; different sounds and Latin words are not."""
     assert (sound_key(normalize(a), KB_READINGS) == sound_key(normalize(b), KB_READINGS)) is same
 
 
 def test_heteronym_reading_follows_the_kb():
+    """乐 is read le (as in the KB), not yue, whatever the next character."""
     assert "yue" in char_readings("乐") and "le" in char_readings("乐")
     assert sound_key("乐器", frozenset({"le", "qi"})) == sound_key("乐企", frozenset({"le", "qi"}))
 
@@ -62,5 +67,6 @@ def test_heteronym_reading_follows_the_kb():
     ("id123abc", ["id123abc"], [False]),
 ])
 def test_tokens_and_light_mask(text, toks, light):
+    """Latin runs are one token; function characters are light."""
     assert tokens(text) == toks
     assert light_mask(text) == light

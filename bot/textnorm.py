@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -68,7 +69,9 @@ _CHUNK_RE = re.compile(r"[a-z0-9_]+|[^a-z0-9_]+")
 # Southern-accent / pinyin-typing merges applied to every syllable.
 _FUZZY_PINYIN = ((re.compile(r"^([zcs])h"), r"\1"), (re.compile(r"(e|i)ng$"), r"\1n"))
 _PUA_BASE = 0xF0000  # supplementary private-use plane: room for every syllable and word
+_SPARE_BASE = 0x100000  # plane 16: per-question codes of tokens no knowledge base has
 _TOKEN_CODES: dict[str, str] = {}
+_CODES_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -191,18 +194,26 @@ def syllables(text: str, prefer: frozenset[str] = frozenset()) -> list[str]:
     return out
 
 
-def _code(token: str) -> str:
-    """A single private-use character standing for one syllable or word (stable per process)."""
+def _code(token: str, learn: bool, spare: dict[str, str]) -> str:
+    """A single private-use character standing for one syllable or word.
+
+    Known tokens have a stable code per process. New ones are remembered only when `learn`
+    (knowledge-base texts); a question's unknown tokens get throw-away codes from another
+    plane, so what users type never grows the table and never equals a KB token.
+    """
     code = _TOKEN_CODES.get(token)
-    if code is None:
-        code = chr(_PUA_BASE + len(_TOKEN_CODES))
-        _TOKEN_CODES[token] = code
-    return code
+    if code is not None:
+        return code
+    if not learn:
+        return spare.setdefault(token, chr(_SPARE_BASE + len(spare)))
+    with _CODES_LOCK:
+        return _TOKEN_CODES.setdefault(token, chr(_PUA_BASE + len(_TOKEN_CODES)))
 
 
-def sound_key(text: str, prefer: frozenset[str] = frozenset()) -> str:
+def sound_key(text: str, prefer: frozenset[str] = frozenset(), learn: bool = True) -> str:
     """The text as one character per token (syllable or word), so homophones compare equal."""
-    return "".join(_code(t) for t in syllables(text, prefer))
+    spare: dict[str, str] = {}
+    return "".join(_code(t, learn, spare) for t in syllables(text, prefer))
 
 
 def primary_readings(texts) -> frozenset[str]:

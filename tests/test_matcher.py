@@ -62,6 +62,20 @@ def test_rejects_out_of_scope(matcher, text):
     assert result.decision != "answer" and result.intent is None, result
 
 
+@pytest.mark.parametrize("text", [
+    "91110108551385082Q",                       # a bare tax ID
+    "我们税号是91110108551385082Q，麻烦了",
+    "\x00\x01]]><xml>乐企\u202e",              # control characters and markup
+    "😀" * 50,
+    "乐企" * 5000,                               # huge input: matched on its start, still no answer
+    "qwerty asdf zxcv",
+])
+def test_odd_input_gets_no_answer(matcher, text):
+    """Odd or hostile input never crashes and never gets an FAQ answer."""
+    result = matcher.match(text)
+    assert result.intent is None and result.decision in ("none", "clarify")
+
+
 def test_long_question_with_greeting_is_not_a_greeting(matcher):
     """A greeting in front of a question does not hide the question."""
     result = matcher.match("你好，乐企联用的通道在数电配置里不显示")

@@ -20,8 +20,8 @@ class StoreCollector:
             tickets.add_metric([status], count)
         yield tickets
         outbox = GaugeMetricFamily("bot_outbox", "Outbox rows by target and status", labels=["target", "status"])
-        for (target, status), count in sorted(report.get("outbox", {}).items()):
-            outbox.add_metric([target, status], count)
+        for key, count in sorted(report.get("outbox", {}).items()):
+            outbox.add_metric(key.split(":", 1), count)
         yield outbox
         hits = GaugeMetricFamily("bot_intent_hits", "Answered questions per intent", labels=["intent"])
         for intent, count in sorted(report.get("hits", {}).items()):

@@ -25,6 +25,9 @@ BASE_BACKOFF = 5.0
 MAX_BACKOFF = 600.0
 STALE_SENDING = 60.0  # a row `sending` this long belongs to a dead worker
 BATCH = 10
+GIVE_UP_AFTER = 144  # non-retryable failures (10 min apart: a day to fix the config) before a row is dead
+PURGE_EVERY = 3600.0  # seconds between clean-ups of processed-message keys
+KEEP_MESSAGES = 2 * 24 * 3600.0  # WeChat retries within seconds; keep keys two days
 OPS_PER_MINUTE = 20  # WeCom group robot limit
 
 
@@ -52,7 +55,7 @@ class OutboxWorker:
 
     def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
                  clock: Callable[[], float] = time.time, *, batch: int = BATCH,
-                 ops_per_minute: int = OPS_PER_MINUTE):
+                 ops_per_minute: int = OPS_PER_MINUTE, give_up_after: int = GIVE_UP_AFTER):
         """Deliver ops rows with `robot` and customer rows with `customer`."""
         self.store = store
         self.robot = robot
@@ -60,10 +63,13 @@ class OutboxWorker:
         self.clock = clock
         self.batch = batch
         self.ops_per_minute = ops_per_minute
+        self.give_up_after = give_up_after
+        self._purged_at = float("-inf")
 
     def run_once(self) -> int:
         """Requeue stale rows, claim one batch and deliver it; returns the number of rows claimed."""
         now = self.clock()
+        self._purge(now)
         stale = self.store.requeue_stale_sending(now - STALE_SENDING)
         if stale:
             log.warning("outbox: requeued %d row(s) left sending by a stopped worker", stale)
@@ -78,6 +84,15 @@ class OutboxWorker:
             else:
                 self._deliver(row, down)
         return len(rows)
+
+    def _purge(self, now: float) -> None:
+        """Now and then, drop processed-message keys older than KEEP_MESSAGES."""
+        if now - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = now
+        removed = self.store.purge_messages(now - KEEP_MESSAGES)
+        if removed:
+            log.info("outbox: purged %d processed-message key(s)", removed)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim due customer rows, and ops rows only when there is a robot to send them."""
@@ -126,6 +141,10 @@ class OutboxWorker:
 
     def _retry(self, row: OutboxRow, error: str, retryable: bool) -> None:
         """Back to pending; a non-retryable error waits the longest (an operator may fix config)."""
+        if not retryable and row.attempts + 1 >= self.give_up_after:
+            log.error("outbox: row %d to %s given up after %d attempts", row.id, row.target, row.attempts + 1)
+            self.store.outbox_dead(row.id, error)
+            return
         delay = backoff(row.attempts) if retryable else MAX_BACKOFF
         self.store.outbox_retry(row.id, self.clock() + delay, error)
 

@@ -111,6 +111,7 @@ def test_health_and_metrics(app, parts):
     assert client.get("/healthz").json["status"] == "ok"
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'bot_tickets{status="open"} 1.0' in metrics
+    assert 'bot_outbox{status="pending",target="ops"} 1.0' in metrics
 
 
 def test_no_ops_section_means_no_console(tmp_path):

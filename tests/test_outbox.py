@@ -273,3 +273,22 @@ def test_a_wecom_customer_message_is_held_for_the_next_reply(store, wechat, cloc
     assert wechat.messages == []
     held = store.take_held("zhangsan", clock())
     assert [row.id for row in held] == [row_id]
+
+
+def test_a_row_that_keeps_failing_permanently_is_given_up_and_counted(store, robot, clock):
+    """After `give_up_after` non-retryable failures the row is dead: no more tries, visible in the report."""
+    queue_ops(store, clock, ["### 新工单 T000009"])
+    worker = make_worker(store, robot, clock=clock, give_up_after=2)
+    robot.key = "rotated-key"
+    tick(worker, clock, 3000, step=10)
+    assert robot.rejected == [93000, 93000]
+    assert store.report()["outbox"] == {"ops:dead": 1}
+
+
+def test_processed_message_keys_are_purged_by_the_worker(store, clock):
+    """Dedupe keys older than two days are cleaned up by the delivery loop."""
+    store.claim_message("wechat:old", clock() - 3 * 24 * 3600)
+    store.claim_message("wechat:new", clock())
+    make_worker(store, clock=clock).run_once()
+    assert store.claim_message("wechat:old", clock()).status == "new"
+    assert store.claim_message("wechat:new", clock()).status == "busy"

@@ -332,6 +332,7 @@ def test_report_counts_questions_hits_and_tickets(store):
                        {"text": "收费吗", "count": 1, "last_at": T0 + 1}],
         "hits": {"greeting": 2, "leqi-ids-swapped": 1},
         "tickets": {"open": 1},
+        "outbox": {},
     }
 
 

@@ -123,6 +123,10 @@ class Store:
         """Back to pending, due at next_at, attempts + 1."""
         raise NotImplementedError
 
+    def outbox_dead(self, row_id: int, error: str) -> None:
+        """Give up on a row after repeated permanent failures (kept, visible in /metrics)."""
+        raise NotImplementedError
+
     def outbox_hold(self, row_id: int, error: str) -> None:
         """Customer window closed: keep for delivery with the customer's next passive reply."""
         raise NotImplementedError
@@ -145,7 +149,8 @@ class Store:
         raise NotImplementedError
 
     def report(self) -> dict:
-        """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n}}."""
+        """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n},
+        "outbox": {"target:status": n}}."""
         raise NotImplementedError
 
     # -- shared tokens (access_token across workers) --

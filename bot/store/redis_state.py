@@ -9,7 +9,8 @@ import redis
 
 from bot.model import SESSION_TTL_SECONDS, Session
 from bot.store.base import Claim, Store
-from bot.store.sql import SqlStore, session_from_state, session_state
+from bot.store.schema import session_from_state, session_state
+from bot.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 

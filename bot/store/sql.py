@@ -1,141 +1,28 @@
 """SqlStore: the whole Store contract on SQLAlchemy Core, for SQLite (default) and PostgreSQL."""
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import (
-    JSON, Column, Double, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    create_engine, delete, event, func, insert, or_, pool, select, update,
-)
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
 
 from bot.model import Session, Ticket
 from bot.store.base import Claim, OutboxRow, Store
+from bot.store.schema import (attachments, hits, make_engine, messages, metadata, outbox_row,
+                              outbox_table, session_from_state, session_state, sessions,
+                              ticket_events, tickets, tokens, transcript, unanswered, users)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_LOCK = 0x6C65716973746F72  # pg advisory lock key for create_all ("leqistor")
 OPS_LOCK = SCHEMA_LOCK + 1  # serialises the robot's per-minute budget
 TARGETS = ("ops", "customer")
-
-metadata = MetaData()
-
-
-def _t(name: str) -> Column:
-    """An epoch-seconds column."""
-    return Column(name, Double)
-
-
-sessions = Table("sessions", metadata, Column("user", String, primary_key=True),
-                 Column("state", JSON, nullable=False), _t("updated_at"))
-messages = Table("messages", metadata, Column("key", String, primary_key=True),
-                 Column("status", String, nullable=False), Column("reply", Text),
-                 _t("claimed_at"), _t("done_at"))
-users = Table("users", metadata, Column("user", String, primary_key=True),
-              Column("tax_id", String, nullable=False), _t("updated_at"))
-transcript = Table("transcript", metadata, Column("id", Integer, primary_key=True),
-                   Column("user", String, nullable=False, index=True), Column("direction", String),
-                   Column("text", Text), _t("at"))
-tickets = Table(
-    "tickets", metadata, Column("id", Integer, primary_key=True),
-    Column("user", String, nullable=False, index=True), Column("kind", String), Column("intent", String),
-    Column("status", String, nullable=False, index=True), Column("tax_id", String),
-    Column("flags", JSON), Column("words", Text), Column("channel", String),
-    Column("source_key", String, nullable=False, unique=True), _t("created_at"), _t("resolved_at"))
-ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_key=True),
-                      Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
-                      _t("at"), Column("kind", String), Column("detail", Text))
-attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
-                    Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
-                    Column("media", Text, nullable=False), _t("at"))
-outbox_table = Table(
-    "outbox", metadata, Column("id", Integer, primary_key=True), Column("target", String, nullable=False),
-    Column("user", String), Column("payload", JSON, nullable=False),
-    Column("ticket_id", ForeignKey("tickets.id")), Column("status", String, nullable=False),
-    Column("attempts", Integer, nullable=False, default=0), _t("next_at"), Column("last_error", Text),
-    _t("created_at"), _t("claimed_at"), _t("sent_at"),
-    Index("ix_outbox_due", "status", "target", "next_at"), Index("ix_outbox_user", "user", "status"))
-unanswered = Table("unanswered", metadata, Column("id", Integer, primary_key=True),
-                   Column("user", String), Column("text", Text, nullable=False), _t("at"))
-hits = Table("hits", metadata, Column("id", Integer, primary_key=True),
-             Column("intent", String, nullable=False), _t("at"))
-tokens = Table("tokens", metadata, Column("name", String, primary_key=True),
-               Column("value", Text, nullable=False), _t("expires_at"))
-
-
-def session_from_state(state: dict | None, tax_id: str) -> Session:
-    """Rebuild a Session from stored JSON plus the remembered tax ID; bad state starts afresh."""
-    try:
-        session = Session.from_dict(state)
-    except (ValueError, TypeError, AttributeError):
-        log.warning("store: unreadable session state dropped: %.200r", state)
-        session = Session()
-    return replace(session, tax_id=tax_id or "")
-
-
-def session_state(session: Session) -> dict:
-    """The JSON-safe state to persist: everything but the tax ID (users table)."""
-    data = session.to_dict()
-    data.pop("tax_id", None)
-    return data
-
-
-def _outbox_row(row) -> OutboxRow:
-    """An outbox table row as the contract's OutboxRow."""
-    return OutboxRow(id=row.id, target=row.target, user=row.user or "", payload=row.payload,
-                     ticket_id=row.ticket_id, attempts=row.attempts, next_at=row.next_at,
-                     status=row.status)
-
-
-def _sqlite_setup(engine, on_disk: bool) -> None:
-    """Per-connection pragmas; SQLAlchemy emits BEGIN (IMMEDIATE for writers) itself."""
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
-        """Busy timeout, WAL and foreign keys on every new connection."""
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=5000")
-        if on_disk:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        """BEGIN IMMEDIATE takes the write lock up front, so writers queue instead of failing."""
-        immediate = conn.get_execution_options().get("immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def make_engine(url: str):
-    """An engine for `url`: psycopg 3 for PostgreSQL, WAL/StaticPool setup for SQLite."""
-    parsed = make_url(url)
-    serializer = functools.partial(json.dumps, ensure_ascii=False)
-    if parsed.get_backend_name() in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, json_serializer=serializer)
-    if parsed.get_backend_name() != "sqlite":
-        raise ValueError(f"unsupported storage url (sqlite:/// or postgresql://): {parsed.drivername}")
-    on_disk = parsed.database not in (None, "", ":memory:")
-    if on_disk:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, json_serializer=serializer)
-    else:
-        engine = create_engine("sqlite://", poolclass=pool.StaticPool, json_serializer=serializer,
-                               connect_args={"check_same_thread": False})
-    _sqlite_setup(engine, on_disk)
-    return engine
-
 
 class SqlStore(Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
@@ -382,7 +269,7 @@ class SqlStore(Store):
             if rows:
                 conn.execute(update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows]))
                              .values(status="sending", claimed_at=now))
-        return [replace(_outbox_row(r), status="sending") for r in rows]
+        return [replace(outbox_row(r), status="sending") for r in rows]
 
     @staticmethod
     def _due(conn, target: str, now: float, limit: int) -> list:
@@ -406,6 +293,10 @@ class SqlStore(Store):
         self._set_outbox(row_id, status="pending", next_at=next_at, last_error=error,
                          attempts=outbox_table.c.attempts + 1)
 
+    def outbox_dead(self, row_id: int, error: str) -> None:
+        """Give up on a row (kept for ops to see)."""
+        self._set_outbox(row_id, status="dead", last_error=error, attempts=outbox_table.c.attempts + 1)
+
     def outbox_hold(self, row_id: int, error: str) -> None:
         """Customer window closed: keep for delivery with the customer's next passive reply."""
         self._set_outbox(row_id, status="held", last_error=error)
@@ -417,7 +308,7 @@ class SqlStore(Store):
                 .values(status="sent", sent_at=now).returning(*outbox_table.c))
         with self._tx(write=True) as conn:
             rows = conn.execute(stmt).all()
-        return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
+        return sorted((outbox_row(r) for r in rows), key=lambda r: r.id)
 
     def requeue_stale_sending(self, older_than: float) -> int:
         """Rows stuck in `sending` (a killed worker) go back to pending."""
@@ -444,7 +335,10 @@ class SqlStore(Store):
                                  .order_by(count.desc(), last.desc(), unanswered.c.text)).mappings().all()
             hit = conn.execute(select(hits.c.intent, func.count()).group_by(hits.c.intent)).all()
             states = conn.execute(select(tickets.c.status, func.count()).group_by(tickets.c.status)).all()
-        return {"unanswered": [dict(row) for row in asked], "hits": dict(hit), "tickets": dict(states)}
+            queued = conn.execute(select(outbox_table.c.target, outbox_table.c.status, func.count())
+                                  .group_by(outbox_table.c.target, outbox_table.c.status)).all()
+        return {"unanswered": [dict(row) for row in asked], "hits": dict(hit), "tickets": dict(states),
+                "outbox": {f"{target}:{status}": n for target, status, n in queued}}
 
     # -- shared tokens --
     def get_token(self, name: str, now: float) -> str | None:

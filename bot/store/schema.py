@@ -1,0 +1,126 @@
+"""Tables and engine set-up for SqlStore (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON, Column, Double, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    create_engine, event, pool,
+)
+from sqlalchemy.engine import make_url
+
+from bot.model import Session
+from bot.store.base import OutboxRow
+
+log = logging.getLogger(__name__)
+metadata = MetaData()
+
+
+def _t(name: str) -> Column:
+    """An epoch-seconds column."""
+    return Column(name, Double)
+
+
+sessions = Table("sessions", metadata, Column("user", String, primary_key=True),
+                 Column("state", JSON, nullable=False), _t("updated_at"))
+messages = Table("messages", metadata, Column("key", String, primary_key=True),
+                 Column("status", String, nullable=False), Column("reply", Text),
+                 _t("claimed_at"), _t("done_at"))
+users = Table("users", metadata, Column("user", String, primary_key=True),
+              Column("tax_id", String, nullable=False), _t("updated_at"))
+transcript = Table("transcript", metadata, Column("id", Integer, primary_key=True),
+                   Column("user", String, nullable=False, index=True), Column("direction", String),
+                   Column("text", Text), _t("at"))
+tickets = Table(
+    "tickets", metadata, Column("id", Integer, primary_key=True),
+    Column("user", String, nullable=False, index=True), Column("kind", String), Column("intent", String),
+    Column("status", String, nullable=False, index=True), Column("tax_id", String),
+    Column("flags", JSON), Column("words", Text), Column("channel", String),
+    Column("source_key", String, nullable=False, unique=True), _t("created_at"), _t("resolved_at"))
+ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_key=True),
+                      Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
+                      _t("at"), Column("kind", String), Column("detail", Text))
+attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
+                    Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
+                    Column("media", Text, nullable=False), _t("at"))
+outbox_table = Table(
+    "outbox", metadata, Column("id", Integer, primary_key=True), Column("target", String, nullable=False),
+    Column("user", String), Column("payload", JSON, nullable=False),
+    Column("ticket_id", ForeignKey("tickets.id")), Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0), _t("next_at"), Column("last_error", Text),
+    _t("created_at"), _t("claimed_at"), _t("sent_at"),
+    Index("ix_outbox_due", "status", "target", "next_at"), Index("ix_outbox_user", "user", "status"))
+unanswered = Table("unanswered", metadata, Column("id", Integer, primary_key=True),
+                   Column("user", String), Column("text", Text, nullable=False), _t("at"))
+hits = Table("hits", metadata, Column("id", Integer, primary_key=True),
+             Column("intent", String, nullable=False), _t("at"))
+tokens = Table("tokens", metadata, Column("name", String, primary_key=True),
+               Column("value", Text, nullable=False), _t("expires_at"))
+
+
+def session_from_state(state: dict | None, tax_id: str) -> Session:
+    """Rebuild a Session from stored JSON plus the remembered tax ID; bad state starts afresh."""
+    try:
+        session = Session.from_dict(state)
+    except (ValueError, TypeError, AttributeError):
+        log.warning("store: unreadable session state dropped: %.200r", state)
+        session = Session()
+    return replace(session, tax_id=tax_id or "")
+
+
+def session_state(session: Session) -> dict:
+    """The JSON-safe state to persist: everything but the tax ID (users table)."""
+    data = session.to_dict()
+    data.pop("tax_id", None)
+    return data
+
+
+def outbox_row(row) -> OutboxRow:
+    """An outbox table row as the contract's OutboxRow."""
+    return OutboxRow(id=row.id, target=row.target, user=row.user or "", payload=row.payload,
+                     ticket_id=row.ticket_id, attempts=row.attempts, next_at=row.next_at,
+                     status=row.status)
+
+
+def _sqlite_setup(engine, on_disk: bool) -> None:
+    """Per-connection pragmas; SQLAlchemy emits BEGIN (IMMEDIATE for writers) itself."""
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        """Busy timeout, WAL and foreign keys on every new connection."""
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=5000")
+        if on_disk:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        """BEGIN IMMEDIATE takes the write lock up front, so writers queue instead of failing."""
+        immediate = conn.get_execution_options().get("immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str):
+    """An engine for `url`: psycopg 3 for PostgreSQL, WAL/StaticPool setup for SQLite."""
+    parsed = make_url(url)
+    serializer = functools.partial(json.dumps, ensure_ascii=False)
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=serializer)
+    if parsed.get_backend_name() != "sqlite":
+        raise ValueError(f"unsupported storage url (sqlite:/// or postgresql://): {parsed.drivername}")
+    on_disk = parsed.database not in (None, "", ":memory:")
+    if on_disk:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, json_serializer=serializer)
+    else:
+        engine = create_engine("sqlite://", poolclass=pool.StaticPool, json_serializer=serializer,
+                               connect_args={"check_same_thread": False})
+    _sqlite_setup(engine, on_disk)
+    return engine

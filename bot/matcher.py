@@ -11,10 +11,12 @@ A question's score for an intent (0..100):
 - 100 when it equals one of the intent's choices after normalisation;
 - 0 when the intent has keywords and the question touches none of them (乐企/通道/缓存 …);
 - otherwise coverage × (40 + 0.5 × similarity), at most 90, where similarity is rapidfuzz WRatio
-  to the intent's nearest choice and coverage is the weighted share of the question's own terms
-  that the intent's vocabulary covers. An uncovered run of 2+ tokens is an unknown term and
-  weighs double, which is what rejects questions that only share words with an FAQ
-  (乐企联用怎么收费: 收费 is covered by no intent).
+  to the intent's nearest choice and coverage is the weighted share of the question's own words
+  (jieba, with the KB's keywords as user words) that the intent's texts contain: a word of 2+
+  characters must occur whole, a one-character word must form a known bigram with a neighbour;
+  function words (light) need not be covered. An uncovered run of 2+ tokens is an unknown term
+  and weighs double, triple when it ends the question (its topic) — this rejects questions that
+  only share words with an FAQ (乐企联用怎么收费: 收费 is in no intent's texts).
 
 Decision from the top score and its margin over the runner-up:
 - top < ANSWER_THRESHOLD                               → "none" (fallback, logged as unanswered);
@@ -234,7 +236,7 @@ class Matcher:
         """Score `text` against the intents and decide answer / clarify / none."""
         _query, feats = self.features(text)
         scored = sorted(((iid, round(self.combine(f), 1)) for iid, f in feats.items()), key=lambda p: -p[1])
-        return self.decide(tuple(scored[:MAX_CANDIDATES]))
+        return self.decide(tuple(p for p in scored[:MAX_CANDIDATES] if p[1] > 0))
 
     def decide(self, candidates: tuple[tuple[str, float], ...]) -> Match:
         """Turn ranked candidates into a decision using the thresholds."""

@@ -53,6 +53,10 @@ SYNONYMS = {
     "开发平台": ("开发者平台", "开放平台"),
     "人工客服": ("人工服务", "真人客服", "客服人员", "在线客服"),
     "key": ("key值", "键值"),
+    # Small talk: closed-class greeting/thanks words, so no answer file has to list them all.
+    "你好": ("您好", "哈喽", "哈啰", "哈罗", "嗨喽", "嗨", "hello", "早上好", "上午好", "中午好", "下午好",
+           "晚上好", "早安", "晚安"),
+    "谢谢": ("多谢", "谢了", "谢啦", "谢谢啦", "感谢", "感恩", "thanks", "thank you", "thx"),
 }
 _SYNONYM_OF = {variant: canon for canon, variants in SYNONYMS.items() for variant in (canon, *variants)}
 _SYNONYM_OF |= {word: word for word in ("改为", "清楚")}  # keep whole: they contain a variant

@@ -190,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, turn known errors into clear messages."""
-    logging.basicConfig(level=os.environ.get("BOT_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    default_level = "INFO" if args.command in ("serve", "worker") else "WARNING"
+    logging.basicConfig(level=os.environ.get("BOT_LOG_LEVEL", default_level),
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, KBError, ValueError, OSError) as exc:

@@ -5,11 +5,19 @@ from bot.model import Ticket
 from bot.tickets import format_time
 
 
-def format_store_report(report: dict) -> str:
+def _unanswered_line(row: dict) -> str:
+    """One unanswered question with its count and last time."""
+    return f"  {row['count']:>4} · {format_time(row['last_at'])} · {row['text']}"
+
+
+def format_store_report(report: dict, limit: int = 20) -> str:
     """Unanswered questions (most frequent first), hits per intent, tickets by status."""
-    lines = ["未答问题（次数 · 最近时间 · 问题）:"]
-    rows = sorted(report.get("unanswered", []), key=lambda r: (-r["count"], -r["last_at"]))
-    lines += [f"  {r['count']:>4} · {format_time(r['last_at'])} · {r['text']}" for r in rows] or ["  （无）"]
+    unanswered = report.get("unanswered", [])
+    lines = ["未答问题，最常见（次数 · 最近时间 · 问题）:"]
+    frequent = sorted(unanswered, key=lambda r: (-r["count"], -r["last_at"]))[:limit]
+    lines += [_unanswered_line(r) for r in frequent] or ["  （无）"]
+    lines.append("未答问题，最新:")
+    lines += [_unanswered_line(r) for r in sorted(unanswered, key=lambda r: -r["last_at"])[:limit]] or ["  （无）"]
     lines.append("各问题命中次数:")
     hits = sorted(report.get("hits", {}).items(), key=lambda kv: -kv[1])
     lines += [f"  {count:>4}  {intent}" for intent, count in hits] or ["  （无）"]

@@ -70,6 +70,13 @@ def children(pid: int) -> set[int]:
     return {int(line) for line in found.stdout.split()}
 
 
+def start_bot(config: Path, port: int, workers: int) -> ServerProcess:
+    """`python -m bot serve --config CONFIG --port PORT --workers N`, as an operator starts it."""
+    command = [sys.executable, "-m", "bot", "serve", "--config", str(config), "--port", str(port),
+               "--workers", str(workers)]
+    return ServerProcess(command, config.parent, port, workers)
+
+
 def socket_holder(server_port: int, client_port: int, pids: set[int]) -> int | None:
     """The process among `pids` holding the server end of the connection from `client_port`."""
     inodes = set()
@@ -88,18 +95,16 @@ def socket_holder(server_port: int, client_port: int, pids: set[int]) -> int | N
     return None
 
 
-class BotProcess:
-    """`python -m bot serve` (gunicorn master + workers) in its own process group."""
+class ServerProcess:
+    """A gunicorn server (master + workers) in its own process group, answering GET /healthz."""
 
-    def __init__(self, config: Path, port: int, workers: int):
-        """Start the server; its output goes to server.log next to the config."""
+    def __init__(self, command: list[str], workdir: Path, port: int, workers: int):
+        """Start `command` in `workdir`; its output goes to workdir/server.log."""
         self.port, self.workers = port, workers
-        self.log_path = config.parent / "server.log"
+        self.log_path = workdir / "server.log"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--config", str(config), "--port", str(port),
-                 "--workers", str(workers)], cwd=ROOT, env=child_env(config.parent),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(workdir), stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
     def url(self) -> str:
@@ -254,7 +259,7 @@ def write_config(folder: Path, port: int, account: Account, backend,
 class Stack:
     """A running bot with its fakes: what the tests drive and inspect."""
 
-    server: BotProcess
+    server: ServerProcess
     backend: object  # test_e2e's SqliteBackend / PostgresRedisBackend
     account: Account
     wechat: FakeWeChat

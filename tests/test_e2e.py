@@ -18,8 +18,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.e2e_helpers import (Account, BotProcess, InFlight, Stack, free_port, poll, run_cli,
-                               socket_holder, write_config)
+from tests.e2e_helpers import (Account, InFlight, ServerProcess, Stack, free_port, poll, run_cli,
+                               socket_holder, start_bot, write_config)
 from tests.fakes import FakeRobot, FakeWeChat
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -54,7 +54,7 @@ class Backend:
         """Context manager: block the bot's next store write until exit (subclasses)."""
         raise NotImplementedError
 
-    def wait_blocked(self, server: BotProcess, flight: InFlight) -> None:
+    def wait_blocked(self, server: ServerProcess, flight: InFlight) -> None:
         """Until `flight` is inside a worker and stuck on the held lock (subclasses)."""
         raise NotImplementedError
 
@@ -85,7 +85,7 @@ class SqliteBackend(Backend):
         finally:
             conn.close()
 
-    def wait_blocked(self, server: BotProcess, flight: InFlight) -> None:
+    def wait_blocked(self, server: ServerProcess, flight: InFlight) -> None:
         """Until a worker has accepted the connection: it cannot answer before the lock is gone
         (its first step, claiming the MsgId, is a write)."""
         poll(lambda: socket_holder(server.port, flight.client_port, server.worker_pids()), 20,
@@ -116,7 +116,7 @@ class PostgresRedisBackend(Backend):
             yield
             conn.rollback()
 
-    def wait_blocked(self, server: BotProcess, flight: InFlight) -> None:
+    def wait_blocked(self, server: ServerProcess, flight: InFlight) -> None:
         """Until some backend waits for the tickets lock (the worker is inside create_ticket)."""
         query = "SELECT count(*) FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
@@ -157,7 +157,7 @@ def stack(request, tmp_path_factory):
     try:
         port = free_port()
         config = write_config(folder, port, account, backend, wechat, robot)
-        server = BotProcess(config, port, WORKERS)
+        server = start_bot(config, port, WORKERS)
         server.wait_ready()
         yield Stack(server, backend, account, wechat, robot, config, tag)
     finally:

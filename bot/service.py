@@ -9,7 +9,7 @@ from bot import dialogue
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
 from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
                        LogUnanswered, RememberTaxId, Reply, ShowTickets, Ticket)
-from bot.store.base import Store
+from bot.store.base import Store, TurnRecord
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
 
@@ -45,12 +45,10 @@ class BotService:
             log.info("dedupe: retry of %s answered from store", key)
             return claim.reply or None
         if claim.status == "busy":
-            return self._wait_for_reply(key)
-        reply = self._process(inbound, key)
-        self.store.finish_message(key, reply or "", self.clock())
-        return reply
+            return self._wait_for_reply(inbound, key)
+        return self._process(inbound, key)
 
-    def _wait_for_reply(self, key: str) -> str | None:
+    def _wait_for_reply(self, inbound: Inbound, key: str) -> str | None:
         """A retry while the first attempt runs: wait briefly for its reply, else 'success'."""
         deadline = self.clock() + RETRY_WAIT_SECONDS
         while self.clock() < deadline:
@@ -60,29 +58,26 @@ class BotService:
                 return claim.reply or None
             if claim.status == "new":  # the first attempt died: we own it now
                 log.warning("dedupe: took over %s from a lost attempt", key)
-                return None
+                return self._process(inbound, key)
         return None
 
     def _process(self, inbound: Inbound, key: str) -> str | None:
-        """Run the dialogue step, perform its actions, persist state, build the reply."""
+        """Run the dialogue step, perform its actions, then write the turn in one transaction."""
         now = self.clock()
-        user = inbound.user
-        if inbound.text:
-            self.store.log_message(user, "in", inbound.text, now)
-        session = self.store.load_session(user)
+        session, has_held = self.store.load_turn(inbound.user)
         new_session, actions = dialogue.step(session, inbound, self.kb, now)
-        context = {"inbound": inbound, "key": key, "now": now, "session": session, "ended": False}
+        context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": []}
         parts: list[tuple[str, str | None]] = []
         for action in actions:
             parts.extend(self.performers[type(action)](action, context))
-        if context["ended"]:
-            self.store.end_session(user)
-        else:
-            self.store.save_session(user, new_session)
-        held = [row.payload["text"] for row in self.store.take_held(user, now)]
+        held = [row.payload["text"] for row in self.store.take_held(inbound.user, now)] if has_held else []
         reply = self._compose(held, parts)
-        if reply:
-            self.store.log_message(user, "out", reply, now)
+        lines = (("in", inbound.text),) if inbound.text else ()
+        self.store.finish_turn(TurnRecord(
+            user=inbound.user, now=now, key=key, reply=reply or "",
+            session=None if context["ended"] else new_session, end_session=context["ended"],
+            lines=lines + ((("out", reply),) if reply else ()),
+            hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"])))
         return reply
 
     def _compose(self, held: list[str], parts: list[tuple[str, str | None]]) -> str | None:
@@ -144,12 +139,12 @@ class BotService:
         found = find_tax_id(action.text)
         text = action.text.replace(found.value, mask_tax_id(found.value)) if found.value else action.text
         log.info("unanswered question from %s", ctx["inbound"].user)
-        self.store.log_unanswered(ctx["inbound"].user, text, ctx["now"])
+        ctx["unanswered"].append(text)
         return []
 
     def _hit(self, action: LogHit, ctx: dict) -> list:
         """Count an answered intent."""
-        self.store.log_hit(action.intent, ctx["now"])
+        ctx["hits"].append(action.intent)
         return []
 
     def _attach(self, action: AttachImage, ctx: dict) -> list:

@@ -184,3 +184,16 @@ def test_a_tax_id_in_an_unanswered_question_is_masked_for_authors(parts):
     say(parts, f"{TAX_ID} 开票软件闪退", "m1")
     texts = [row["text"] for row in parts.store.report()["unanswered"]]
     assert texts and TAX_ID not in texts[0] and "9111" in texts[0]
+
+
+def test_a_waiting_retry_takes_over_when_the_first_attempt_dies(parts, clock):
+    assert parts.store.claim_message("wechat:m1", clock(), lease=4.0).status == "new"
+    clock.now += 1  # a retry arrives while the first attempt still looks alive
+
+    def tick(seconds):
+        clock.now += seconds
+
+    parts.service.sleep = tick
+    reply = say(parts, "乐企通道不显示", "m1")
+    assert reply and "通道类型" in reply
+    assert parts.store.claim_message("wechat:m1", clock()).reply == reply

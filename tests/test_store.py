@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from bot.config import StorageConfig
 from bot.model import Session, Stage, Ticket
 from bot.store import RedisState, SqlStore, open_store
+from bot.store.base import Claim, TurnRecord
 
 BACKENDS = ["sqlite", "memory", "postgres", "redis"]
 SHARED = ["sqlite", "postgres", "redis"]  # state other processes can reach
@@ -511,3 +512,30 @@ def test_processes_race_claim_outbox(store, spec):
 def test_processes_create_schema_at_once(spec):
     """4 workers starting together on an empty database all come up and share one schema."""
     assert in_processes(spec, race_claim, open_first=False).count("new") == 1
+
+
+@all_backends()
+def test_a_finished_turn_writes_reply_state_transcript_and_analytics_together(store):
+    """One handled message: retries get its reply; state, transcript, hits, questions are kept."""
+    assert store.claim_message("wechat:m1", T0).status == "new"
+    state = Session(stage=Stage.AWAITING_TAX_ID, purpose="leqi-channel-missing", updated_at=T0)
+    store.finish_turn(TurnRecord(user="u1", now=T0, key="wechat:m1", reply="请回复税号", session=state,
+                                 lines=(("in", "乐企通道不显示"), ("out", "请回复税号")),
+                                 hits=("leqi-channel-missing",), unanswered=("收费吗",)))
+    assert store.claim_message("wechat:m1", T0 + 1) == Claim("done", "请回复税号")
+    assert store.load_turn("u1") == (state, False)
+    assert [m["text"] for m in store.recent_messages("u1")] == ["乐企通道不显示", "请回复税号"]
+    report = store.report()
+    assert report["hits"] == {"leqi-channel-missing": 1} and report["unanswered"][0]["text"] == "收费吗"
+
+
+@all_backends()
+def test_a_turn_can_end_the_session_and_sees_held_messages(store):
+    """Unsubscribe ends the state; a held follow-up is visible to the next turn."""
+    store.save_session("u1", Session(stage=Stage.AWAITING_CHOICE, updated_at=T0))
+    store.finish_turn(TurnRecord(user="u1", now=T0, end_session=True))
+    assert store.load_turn("u1") == (Session(), False)
+    row_id = store.queue_message({"target": "customer", "user": "u1", "payload": {"text": "已处理"}}, None, T0)
+    store.claim_outbox(T0, target="customer")
+    store.outbox_hold(row_id, "45015")
+    assert store.load_turn("u1")[1] is True and store.has_held("u2") is False

@@ -29,6 +29,21 @@ class OutboxRow:
     status: str  # pending | sending | sent | held (customer window closed) | dead
 
 
+@dataclass(frozen=True)
+class TurnRecord:
+    """What handling one message writes at its end, in one transaction."""
+
+    user: str
+    now: float
+    key: str = ""  # dedupe key; "" = none (CLI)
+    reply: str = ""
+    session: Session | None = None  # the new conversation state; None = leave as is
+    end_session: bool = False  # delete the conversation state instead (unsubscribe)
+    lines: tuple[tuple[str, str], ...] = ()  # transcript lines (direction "in"/"out", text)
+    hits: tuple[str, ...] = ()  # answered intents
+    unanswered: tuple[str, ...] = ()  # questions nothing answered
+
+
 class Store:
     """Abstract store. SqlStore implements all of it; RedisState overrides the hot parts."""
 
@@ -43,6 +58,30 @@ class Store:
 
     def purge_messages(self, older_than: float) -> int:
         """Delete processed-message rows older than the given epoch time."""
+        raise NotImplementedError
+
+    # -- one message's reads and writes, batched (the hot path) --
+    def load_turn(self, user: str) -> tuple[Session, bool]:
+        """The user's session and whether held customer messages wait for their next reply."""
+        return self.load_session(user), self.has_held(user)
+
+    def finish_turn(self, turn: TurnRecord) -> None:
+        """Write a handled message's outcome: reply (dedupe), state, transcript, analytics."""
+        for direction, text in turn.lines:
+            self.log_message(turn.user, direction, text, turn.now)
+        for intent in turn.hits:
+            self.log_hit(intent, turn.now)
+        for text in turn.unanswered:
+            self.log_unanswered(turn.user, text, turn.now)
+        if turn.end_session:
+            self.end_session(turn.user)
+        elif turn.session is not None:
+            self.save_session(turn.user, turn.session)
+        if turn.key:
+            self.finish_message(turn.key, turn.reply, turn.now)
+
+    def has_held(self, user: str) -> bool:
+        """True when customer messages are held for this user's next passive reply."""
         raise NotImplementedError
 
     # -- conversation state + remembered tax ID --

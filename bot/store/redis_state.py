@@ -4,11 +4,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from dataclasses import replace
 
 import redis
 
 from bot.model import SESSION_TTL_SECONDS, Session
-from bot.store.base import Claim, Store
+from bot.store.base import Claim, Store, TurnRecord
 from bot.store.schema import session_from_state, session_state
 from bot.store.sql import SqlStore
 
@@ -37,6 +38,7 @@ DELEGATED = (
     "create_ticket", "get_ticket", "list_tickets", "resolve_ticket", "attach_to_ticket",
     "ticket_events", "queue_message", "claim_outbox", "outbox_sent", "outbox_retry", "outbox_hold",
     "take_held", "requeue_stale_sending", "log_unanswered", "log_hit", "report", "get_tax_id",
+    "outbox_dead", "has_held",
 )
 
 
@@ -95,6 +97,25 @@ class RedisState(Store):
     def end_session(self, user: str) -> None:
         """Delete the conversation state."""
         self.redis.delete(self._key("session", user))
+
+    def load_turn(self, user: str) -> tuple[Session, bool]:
+        """Session from Redis; tax ID and held messages from SQL."""
+        return self.load_session(user), self.inner.has_held(user)
+
+    def finish_turn(self, turn: TurnRecord) -> None:
+        """Transcript and analytics in one SQL transaction; state and reply in one Redis pipeline."""
+        self.inner.finish_turn(replace(turn, key="", session=None, end_session=False))
+        with self.redis.pipeline(transaction=True) as pipe:
+            if turn.end_session:
+                pipe.delete(self._key("session", turn.user))
+            elif turn.session is not None:
+                data = json.dumps(session_state(turn.session), ensure_ascii=False)
+                pipe.set(self._key("session", turn.user), data, ex=SESSION_TTL_SECONDS)
+            if turn.key:
+                name = self._key("msg", turn.key)
+                pipe.hset(name, mapping={"status": "done", "reply": turn.reply, "at": repr(turn.now)})
+                pipe.expire(name, self.message_ttl)
+            pipe.execute()
 
     def get_token(self, name: str, now: float) -> str | None:
         """A cached token that is still valid at `now`, else None."""

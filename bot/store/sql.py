@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.model import Session, Ticket
-from bot.store.base import Claim, OutboxRow, Store
+from bot.store.base import Claim, OutboxRow, Store, TurnRecord
 from bot.store.schema import (attachments, hits, make_engine, messages, metadata, outbox_row,
                               outbox_table, session_from_state, session_state, sessions,
                               ticket_events, tickets, tokens, transcript, unanswered, users)
@@ -90,6 +90,51 @@ class SqlStore(Store):
         with self._tx(write=True) as conn:
             when = func.coalesce(messages.c.done_at, messages.c.claimed_at)
             return conn.execute(delete(messages).where(when < older_than)).rowcount
+
+    # -- one message, batched --
+    def load_turn(self, user: str) -> tuple[Session, bool]:
+        """Session, remembered tax ID and whether held messages wait: one read transaction."""
+        with self._tx() as conn:
+            state = conn.execute(select(sessions.c.state).where(sessions.c.user == user)).scalar()
+            tax_id = conn.execute(select(users.c.tax_id).where(users.c.user == user)).scalar()
+            held = conn.execute(select(outbox_table.c.id).where(*self._held(user)).limit(1)).first()
+        return session_from_state(state, tax_id or ""), held is not None
+
+    def finish_turn(self, turn: TurnRecord) -> None:
+        """Everything a handled message writes, in one write transaction."""
+        with self._tx(write=True) as conn:
+            self._record_turn(conn, turn)
+            if turn.end_session:
+                conn.execute(delete(sessions).where(sessions.c.user == turn.user))
+            elif turn.session is not None:
+                self._upsert(conn, sessions, {"user": turn.user},
+                             {"state": session_state(turn.session), "updated_at": turn.session.updated_at})
+            if turn.key:
+                self._upsert(conn, messages, {"key": turn.key},
+                             {"status": "done", "reply": turn.reply, "done_at": turn.now})
+
+    @staticmethod
+    def _record_turn(conn, turn: TurnRecord) -> None:
+        """Transcript lines, hits and unanswered questions of one message."""
+        if turn.lines:
+            conn.execute(insert(transcript), [{"user": turn.user, "direction": d, "text": t, "at": turn.now}
+                                              for d, t in turn.lines])
+        if turn.hits:
+            conn.execute(insert(hits), [{"intent": i, "at": turn.now} for i in turn.hits])
+        if turn.unanswered:
+            conn.execute(insert(unanswered), [{"user": turn.user, "text": t, "at": turn.now}
+                                              for t in turn.unanswered])
+
+    @staticmethod
+    def _held(user: str) -> tuple:
+        """WHERE clauses of a user's held customer messages."""
+        return (outbox_table.c.user == user, outbox_table.c.target == "customer",
+                outbox_table.c.status == "held")
+
+    def has_held(self, user: str) -> bool:
+        """True when customer messages are held for this user's next passive reply."""
+        with self._tx() as conn:
+            return conn.execute(select(outbox_table.c.id).where(*self._held(user)).limit(1)).first() is not None
 
     # -- sessions + tax ID --
     def get_tax_id(self, user: str) -> str:
@@ -303,8 +348,7 @@ class SqlStore(Store):
 
     def take_held(self, user: str, now: float) -> list[OutboxRow]:
         """Atomically take (mark sent) the user's held customer messages."""
-        stmt = (update(outbox_table).where(outbox_table.c.user == user, outbox_table.c.target == "customer",
-                                     outbox_table.c.status == "held")
+        stmt = (update(outbox_table).where(*self._held(user))
                 .values(status="sent", sent_at=now).returning(*outbox_table.c))
         with self._tx(write=True) as conn:
             rows = conn.execute(stmt).all()

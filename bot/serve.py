@@ -19,6 +19,7 @@ class BotServer(BaseApplication):
             "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4,
             "timeout": 30, "graceful_timeout": 10, "accesslog": "-", "errorlog": "-",
             "limit_request_field_size": 8190, "proc_name": "leqi-bot",
+            "control_socket_disable": True,  # gunicorn 27's shared ~/.gunicorn socket: one server per host breaks
         }
         super().__init__()
 

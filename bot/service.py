@@ -8,7 +8,7 @@ from typing import Callable
 from bot import dialogue
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
 from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
-                       LogUnanswered, RememberTaxId, Reply, ShowTickets, Ticket)
+                       LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
 from bot.store.base import Store, TurnRecord
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
@@ -38,33 +38,32 @@ class BotService:
     def handle(self, inbound: Inbound) -> str | None:
         """Reply to a message exactly once: a retry of the same message gets the same reply."""
         if not inbound.msg_id:
-            return self._process(inbound, "")
+            return self._process(inbound, "", *self.store.load_turn(inbound.user))
         key = f"{inbound.channel}:{inbound.msg_id}"
-        claim = self.store.claim_message(key, self.clock(), lease=CLAIM_LEASE_SECONDS)
+        claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
         if claim.status == "done":
             log.info("dedupe: retry of %s answered from store", key)
             return claim.reply or None
         if claim.status == "busy":
             return self._wait_for_reply(inbound, key)
-        return self._process(inbound, key)
+        return self._process(inbound, key, session, has_held)
 
     def _wait_for_reply(self, inbound: Inbound, key: str) -> str | None:
         """A retry while the first attempt runs: wait briefly for its reply, else 'success'."""
         deadline = self.clock() + RETRY_WAIT_SECONDS
         while self.clock() < deadline:
             self.sleep(0.1)
-            claim = self.store.claim_message(key, self.clock(), lease=CLAIM_LEASE_SECONDS)
+            claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
             if claim.status == "done":
                 return claim.reply or None
             if claim.status == "new":  # the first attempt died: we own it now
                 log.warning("dedupe: took over %s from a lost attempt", key)
-                return self._process(inbound, key)
+                return self._process(inbound, key, session, has_held)
         return None
 
-    def _process(self, inbound: Inbound, key: str) -> str | None:
+    def _process(self, inbound: Inbound, key: str, session: Session, has_held: bool) -> str | None:
         """Run the dialogue step, perform its actions, then write the turn in one transaction."""
         now = self.clock()
-        session, has_held = self.store.load_turn(inbound.user)
         new_session, actions = dialogue.step(session, inbound, self.kb, now)
         context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": []}
         parts: list[tuple[str, str | None]] = []

@@ -87,6 +87,7 @@ def _t2s():
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=4096)  # one message is cleaned by several recognisers; texts are short
 def clean(text: str) -> str:
     """NFKC, traditional→simplified, lower-case, only letters/digits/CJK/underscore kept."""
     text = unicodedata.normalize("NFKC", text or "").lower()

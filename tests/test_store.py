@@ -539,3 +539,15 @@ def test_a_turn_can_end_the_session_and_sees_held_messages(store):
     store.claim_outbox(T0, target="customer")
     store.outbox_hold(row_id, "45015")
     assert store.load_turn("u1")[1] is True and store.has_held("u2") is False
+
+
+@all_backends()
+def test_begin_turn_claims_and_loads_in_one_step(store):
+    """The first attempt gets the state; a concurrent retry is busy; a later one gets the reply."""
+    state = Session(stage=Stage.AWAITING_TAX_ID, purpose="leqi-channel-missing", updated_at=T0)
+    store.save_session("u1", state)
+    store.remember_tax_id("u1", "91110000600037341L")
+    assert store.begin_turn("wechat:m1", "u1", T0) == (Claim("new"), replace(state, tax_id="91110000600037341L"), False)
+    assert store.begin_turn("wechat:m1", "u1", T0 + 1)[0] == Claim("busy")
+    store.finish_turn(TurnRecord(user="u1", now=T0 + 1, key="wechat:m1", reply="已提交工单"))
+    assert store.begin_turn("wechat:m1", "u1", T0 + 2)[0] == Claim("done", "已提交工单")

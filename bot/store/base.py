@@ -61,6 +61,13 @@ class Store:
         raise NotImplementedError
 
     # -- one message's reads and writes, batched (the hot path) --
+    def begin_turn(self, key: str, user: str, now: float, lease: float = 4.0) -> tuple[Claim, Session, bool]:
+        """Claim the message and, when it is ours, load the user's session and held flag."""
+        claim = self.claim_message(key, now, lease)
+        if claim.status != "new":
+            return claim, Session(), False
+        return (claim, *self.load_turn(user))
+
     def load_turn(self, user: str) -> tuple[Session, bool]:
         """The user's session and whether held customer messages wait for their next reply."""
         return self.load_session(user), self.has_held(user)

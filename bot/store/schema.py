@@ -104,7 +104,7 @@ def _sqlite_setup(engine, on_disk: bool) -> None:
     def _begin(conn):
         """BEGIN IMMEDIATE takes the write lock up front, so writers queue instead of failing."""
         immediate = conn.get_execution_options().get("immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str):

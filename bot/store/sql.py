@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.model import Session, Ticket
 from bot.store.base import Claim, OutboxRow, Store, TurnRecord
+from bot.store.prepared import HotPath, state_text, state_value
 from bot.store.schema import (attachments, hits, make_engine, messages, metadata, outbox_row,
                               outbox_table, session_from_state, session_state, sessions,
                               ticket_events, tickets, tokens, transcript, unanswered, users)
@@ -32,6 +33,7 @@ class SqlStore(Store):
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self.hot = HotPath(self.engine.dialect)
         in_memory = self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
         self._lock = threading.RLock() if in_memory else nullcontext()
         with self._tx(write=True) as conn:
@@ -64,21 +66,30 @@ class SqlStore(Store):
     def claim_message(self, key: str, now: float, lease: float = 4.0) -> Claim:
         """Claim `key`; a claim older than `lease` without a reply may be taken over."""
         with self._tx(write=True) as conn:
-            stmt = self._insert(messages).values(key=key, status="claimed", claimed_at=now)
-            inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key)
-            if conn.execute(inserted).scalar() is not None:
-                return Claim("new")
-            row = conn.execute(select(messages).where(messages.c.key == key)).one()
-            if row.status == "done":
-                return Claim("done", row.reply)
-            if now - (row.claimed_at or 0.0) < lease:
-                return Claim("busy")
-            taken = conn.execute(update(messages).where(
-                messages.c.key == key, messages.c.status == "claimed",
-                messages.c.claimed_at == row.claimed_at).values(claimed_at=now)).rowcount
-        if taken:
-            log.warning("store: took over stale claim on message %s", key)
-        return Claim("new" if taken else "busy")
+            return self._claim(conn, key, now, lease)
+
+    def begin_turn(self, key: str, user: str, now: float, lease: float = 4.0) -> tuple[Claim, Session, bool]:
+        """Claim the message and load the user's state in one transaction."""
+        with self._tx(write=True) as conn:
+            claim = self._claim(conn, key, now, lease)
+            if claim.status != "new":
+                return claim, Session(), False
+            return (claim, *self._load(conn, user))
+
+    def _claim(self, conn, key: str, now: float, lease: float) -> Claim:
+        """The claim logic on an open write transaction."""
+        hot = self.hot
+        if hot.claim.run(conn, key=key, now=now).scalar() is not None:
+            return Claim("new")
+        status, reply, claimed_at = hot.claimed.run(conn, key=key).one()
+        if status == "done":
+            return Claim("done", reply)
+        if now - (claimed_at or 0.0) < lease:
+            return Claim("busy")
+        if not hot.take_over.run(conn, key=key, old=claimed_at, now=now).rowcount:
+            return Claim("busy")
+        log.warning("store: took over stale claim on message %s", key)
+        return Claim("new")
 
     def finish_message(self, key: str, reply: str, now: float) -> None:
         """Store the reply for `key` so retries get the same answer."""
@@ -93,37 +104,33 @@ class SqlStore(Store):
 
     # -- one message, batched --
     def load_turn(self, user: str) -> tuple[Session, bool]:
-        """Session, remembered tax ID and whether held messages wait: one read transaction."""
+        """Session, remembered tax ID and whether held messages wait: one statement."""
         with self._tx() as conn:
-            state = conn.execute(select(sessions.c.state).where(sessions.c.user == user)).scalar()
-            tax_id = conn.execute(select(users.c.tax_id).where(users.c.user == user)).scalar()
-            held = conn.execute(select(outbox_table.c.id).where(*self._held(user)).limit(1)).first()
-        return session_from_state(state, tax_id or ""), held is not None
+            return self._load(conn, user)
+
+    def _load(self, conn, user: str) -> tuple[Session, bool]:
+        """Session, tax ID and held flag on an open transaction."""
+        state, tax_id, held = self.hot.load.run(conn, user=user).one()
+        return session_from_state(state_value(state), tax_id or ""), bool(held)
 
     def finish_turn(self, turn: TurnRecord) -> None:
         """Everything a handled message writes, in one write transaction."""
+        hot, user, at = self.hot, turn.user, turn.now
         with self._tx(write=True) as conn:
-            self._record_turn(conn, turn)
+            if turn.lines:
+                hot.transcript.run_many(conn, [{"user": user, "direction": d, "text": t, "at": at}
+                                               for d, t in turn.lines])
+            if turn.hits:
+                hot.hit.run_many(conn, [{"intent": intent, "at": at} for intent in turn.hits])
+            if turn.unanswered:
+                hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": at} for t in turn.unanswered])
             if turn.end_session:
-                conn.execute(delete(sessions).where(sessions.c.user == turn.user))
+                hot.end_session.run(conn, user=user)
             elif turn.session is not None:
-                self._upsert(conn, sessions, {"user": turn.user},
-                             {"state": session_state(turn.session), "updated_at": turn.session.updated_at})
+                hot.save_session.run(conn, user=user, state=state_text(session_state(turn.session)),
+                                     updated_at=turn.session.updated_at)
             if turn.key:
-                self._upsert(conn, messages, {"key": turn.key},
-                             {"status": "done", "reply": turn.reply, "done_at": turn.now})
-
-    @staticmethod
-    def _record_turn(conn, turn: TurnRecord) -> None:
-        """Transcript lines, hits and unanswered questions of one message."""
-        if turn.lines:
-            conn.execute(insert(transcript), [{"user": turn.user, "direction": d, "text": t, "at": turn.now}
-                                              for d, t in turn.lines])
-        if turn.hits:
-            conn.execute(insert(hits), [{"intent": i, "at": turn.now} for i in turn.hits])
-        if turn.unanswered:
-            conn.execute(insert(unanswered), [{"user": turn.user, "text": t, "at": turn.now}
-                                              for t in turn.unanswered])
+                hot.finish.run(conn, key=turn.key, status="done", reply=turn.reply, done_at=at)
 
     @staticmethod
     def _held(user: str) -> tuple:

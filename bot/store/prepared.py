@@ -1,0 +1,102 @@
+"""The per-message hot path of SqlStore as statements compiled once per dialect.
+
+Building and compiling a SQLAlchemy Core statement costs more than running it on SQLite; these
+statements are compiled when the store opens and run with `exec_driver_sql`, so a message costs
+one read and one write transaction of plain SQL. Only JSON needs care: no bind/result processors
+run here, so session state is serialised by hand and parsed from text or a decoded value.
+"""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bot.store.schema import hits, messages, outbox_table, sessions, transcript, unanswered, users
+
+
+class Prepared:
+    """One statement compiled for a dialect, run with a dict of values."""
+
+    def __init__(self, statement, dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def params(self, values: dict):
+        """DB-API parameters: literals baked into the statement plus `values`."""
+        merged = self.compiled.construct_params(values, _check=False)
+        return tuple(merged[name] for name in self.order) if self.order is not None else merged
+
+    def run(self, conn, **values):
+        """Execute once."""
+        return conn.exec_driver_sql(self.sql, self.params(values))
+
+    def run_many(self, conn, rows: list[dict]):
+        """Execute once per row (executemany)."""
+        return conn.exec_driver_sql(self.sql, [self.params(row) for row in rows])
+
+
+def _upsert(make_insert, table, key: str, columns: tuple[str, ...]):
+    """INSERT … ON CONFLICT (key) DO UPDATE of `columns`, all bound by name."""
+    stmt = make_insert(table).values({key: bindparam(key), **{c: bindparam(c) for c in columns}})
+    return stmt.on_conflict_do_update(index_elements=[key], set_={c: stmt.excluded[c] for c in columns})
+
+
+def _held(user):
+    """WHERE clauses of a user's held customer messages."""
+    return (outbox_table.c.user == user, outbox_table.c.target == "customer",
+            outbox_table.c.status == "held")
+
+
+class HotPath:
+    """Compiled statements for claim, load_turn and finish_turn."""
+
+    def __init__(self, dialect):
+        make_insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
+        key, user = bindparam("key"), bindparam("user")
+        statements = {
+            "claim": make_insert(messages).values(key=key, status="claimed", claimed_at=bindparam("now"))
+            .on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key),
+            "claimed": select(messages.c.status, messages.c.reply, messages.c.claimed_at)
+            .where(messages.c.key == key),
+            "take_over": update(messages).where(messages.c.key == key, messages.c.status == "claimed",
+                                                messages.c.claimed_at == bindparam("old"))
+            .values(claimed_at=bindparam("now")),
+            "load": select(select(sessions.c.state).where(sessions.c.user == user).scalar_subquery(),
+                           select(users.c.tax_id).where(users.c.user == user).scalar_subquery(),
+                           exists().where(*_held(user))),
+            "transcript": insert(transcript).values(user=user, direction=bindparam("direction"),
+                                                    text=bindparam("text"), at=bindparam("at")),
+            "hit": insert(hits).values(intent=bindparam("intent"), at=bindparam("at")),
+            "unanswered": insert(unanswered).values(user=user, text=bindparam("text"), at=bindparam("at")),
+            "save_session": _upsert(make_insert, sessions, "user", ("state", "updated_at")),
+            "end_session": delete(sessions).where(sessions.c.user == user),
+            "finish": _upsert(make_insert, messages, "key", ("status", "reply", "done_at")),
+        }
+        self.sql = {name: Prepared(stmt, dialect) for name, stmt in statements.items()}
+
+    def __getattr__(self, name: str) -> Prepared:
+        """The prepared statement `name`."""
+        try:
+            return self.__dict__["sql"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def state_value(raw) -> dict | None:
+    """Session state as stored: JSON text (SQLite) or an already decoded value (psycopg)."""
+    if raw is None or isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def state_text(state: dict) -> str:
+    """Session state serialised for the JSON column."""
+    return json.dumps(state, ensure_ascii=False)

@@ -1,8 +1,8 @@
 """The per-message hot path of SqlStore as statements compiled once per dialect.
 
 Building and compiling a SQLAlchemy Core statement costs more than running it on SQLite; these
-statements are compiled when the store opens and run with `exec_driver_sql`, so a message costs
-one read and one write transaction of plain SQL. Only JSON needs care: no bind/result processors
+statements are compiled when the store opens and run on the transaction's DB-API cursor, so a
+message costs two transactions of plain SQL (claim + load, then everything it writes). Only JSON needs care: no bind/result processors
 run here, so session state is serialised by hand and parsed from text or a decoded value.
 """
 from __future__ import annotations
@@ -31,12 +31,19 @@ class Prepared:
         return tuple(merged[name] for name in self.order) if self.order is not None else merged
 
     def run(self, conn, **values):
-        """Execute once."""
-        return conn.exec_driver_sql(self.sql, self.params(values))
+        """Execute once on the transaction's DB-API connection; returns the cursor."""
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(self.sql, self.params(values))
+        return cursor
 
-    def run_many(self, conn, rows: list[dict]):
+    def first(self, conn, **values) -> tuple | None:
+        """Execute once and return the first row."""
+        return self.run(conn, **values).fetchone()
+
+    def run_many(self, conn, rows: list[dict]) -> None:
         """Execute once per row (executemany)."""
-        return conn.exec_driver_sql(self.sql, [self.params(row) for row in rows])
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.executemany(self.sql, [self.params(row) for row in rows])
 
 
 def _upsert(make_insert, table, key: str, columns: tuple[str, ...]):

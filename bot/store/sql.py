@@ -79,9 +79,9 @@ class SqlStore(Store):
     def _claim(self, conn, key: str, now: float, lease: float) -> Claim:
         """The claim logic on an open write transaction."""
         hot = self.hot
-        if hot.claim.run(conn, key=key, now=now).scalar() is not None:
+        if hot.claim.first(conn, key=key, now=now) is not None:
             return Claim("new")
-        status, reply, claimed_at = hot.claimed.run(conn, key=key).one()
+        status, reply, claimed_at = hot.claimed.first(conn, key=key)
         if status == "done":
             return Claim("done", reply)
         if now - (claimed_at or 0.0) < lease:
@@ -110,7 +110,7 @@ class SqlStore(Store):
 
     def _load(self, conn, user: str) -> tuple[Session, bool]:
         """Session, tax ID and held flag on an open transaction."""
-        state, tax_id, held = self.hot.load.run(conn, user=user).one()
+        state, tax_id, held = self.hot.load.first(conn, user=user)
         return session_from_state(state_value(state), tax_id or ""), bool(held)
 
     def finish_turn(self, turn: TurnRecord) -> None:

@@ -7,13 +7,48 @@ run here, so session state is serialised by hand and parsed from text or a decod
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
 
 from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.store.schema import hits, messages, outbox_table, sessions, transcript, unanswered, users
+
+
+class WriterQueue:
+    """SQLite writers wait in line on a lock file instead of in SQLite's sleeping busy handler.
+
+    SQLite retries a locked database by sleeping (up to 100 ms at a time), so under load a
+    writer can sleep long after the lock is free. flock() wakes the next writer at once; a
+    thread lock orders the threads of one process (flock is per open file, not per thread).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self):
+        self._threads.acquire()
+        try:
+            if self._pid != os.getpid():  # a forked child must not share its parent's open file
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
 
 
 class Prepared:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.model import Session, Ticket
 from bot.store.base import Claim, OutboxRow, Store, TurnRecord
-from bot.store.prepared import HotPath, state_text, state_value
+from bot.store.prepared import HotPath, WriterQueue, state_text, state_value
 from bot.store.schema import (attachments, hits, make_engine, messages, metadata, outbox_row,
                               outbox_table, session_from_state, session_state, sessions,
                               ticket_events, tickets, tokens, transcript, unanswered, users)
@@ -36,6 +36,8 @@ class SqlStore(Store):
         self.hot = HotPath(self.engine.dialect)
         in_memory = self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
         self._lock = threading.RLock() if in_memory else nullcontext()
+        on_disk = self.dialect == "sqlite" and not in_memory
+        self._write_lock = WriterQueue(self.engine.url.database + ".lock") if on_disk else nullcontext()
         with self._tx(write=True) as conn:
             self._advisory_lock(conn, SCHEMA_LOCK)
             metadata.create_all(conn)
@@ -48,7 +50,7 @@ class SqlStore(Store):
     @contextmanager
     def _tx(self, write: bool = False):
         """One transaction; on SQLite a writer takes the write lock at BEGIN."""
-        with self._lock, self.engine.connect() as conn:
+        with self._lock, (self._write_lock if write else nullcontext()), self.engine.connect() as conn:
             with conn.execution_options(immediate=write).begin():
                 yield conn
 

@@ -1,4 +1,6 @@
-"""Store hot-path latency per backend: claim + load + save + finish of one message (prints ms).
+"""Store hot-path latency per backend: what the service does per message (prints ms).
+
+begin_turn (claim + load in one transaction) and finish_turn (reply, state, transcript, hit in one).
 
 Usage: python bench/store_bench.py [N]   (PostgreSQL/Redis via BOT_TEST_POSTGRES_URL / BOT_TEST_REDIS_URL)
 """
@@ -18,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from bot.store.base import TurnRecord
 from bot.model import Session, Stage  # noqa: E402
 from bot.store import RedisState, SqlStore  # noqa: E402
 
@@ -63,10 +66,10 @@ def one_message(store, i: int) -> float:
     """Seconds for the store work of one inbound message."""
     start = time.perf_counter()
     key, user, now = f"bench-{uuid.uuid4().hex}", f"user-{i % 50}", time.time()
-    store.claim_message(key, now)
-    session = store.load_session(user)
-    store.save_session(user, replace(session, stage=Stage.AWAITING_TAX_ID, updated_at=now))
-    store.finish_message(key, "reply", now)
+    _claim, session, _held = store.begin_turn(key, user, now)
+    store.finish_turn(TurnRecord(user=user, now=now, key=key, reply="reply",
+                                 session=replace(session, stage=Stage.AWAITING_TAX_ID, updated_at=now),
+                                 lines=(("in", "乐企通道不显示"), ("out", "reply")), hits=("leqi-channel-missing",)))
     return time.perf_counter() - start
 
 

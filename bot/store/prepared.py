@@ -87,8 +87,8 @@ def _upsert(make_insert, table, key: str, columns: tuple[str, ...]):
     return stmt.on_conflict_do_update(index_elements=[key], set_={c: stmt.excluded[c] for c in columns})
 
 
-def _held(user):
-    """WHERE clauses of a user's held customer messages."""
+def held_where(user) -> tuple:
+    """WHERE clauses of a user's held customer messages (`user` a value or a bindparam)."""
     return (outbox_table.c.user == user, outbox_table.c.target == "customer",
             outbox_table.c.status == "held")
 
@@ -109,7 +109,7 @@ class HotPath:
             .values(claimed_at=bindparam("now")),
             "load": select(select(sessions.c.state).where(sessions.c.user == user).scalar_subquery(),
                            select(users.c.tax_id).where(users.c.user == user).scalar_subquery(),
-                           exists().where(*_held(user))),
+                           exists().where(*held_where(user))),
             "transcript": insert(transcript).values(user=user, direction=bindparam("direction"),
                                                     text=bindparam("text"), at=bindparam("at")),
             "hit": insert(hits).values(intent=bindparam("intent"), at=bindparam("at")),

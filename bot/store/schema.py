@@ -17,6 +17,9 @@ from bot.model import Session
 from bot.store.base import OutboxRow
 
 log = logging.getLogger(__name__)
+
+SCHEMA_LOCK = 0x6C65716973746F72  # pg advisory lock key for create_all ("leqistor")
+OPS_LOCK = SCHEMA_LOCK + 1  # serialises the robot's per-minute budget
 metadata = MetaData()
 
 

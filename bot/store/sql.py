@@ -5,27 +5,23 @@ import logging
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
-from typing import Callable
 
-from sqlalchemy import Table, delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.model import Session, Ticket
-from bot.store.base import Claim, OutboxRow, Store, TurnRecord
-from bot.store.prepared import HotPath, WriterQueue, state_text, state_value
-from bot.store.schema import (attachments, hits, make_engine, messages, metadata, outbox_row,
-                              outbox_table, session_from_state, session_state, sessions,
-                              ticket_events, tickets, tokens, transcript, unanswered, users)
+from bot.model import Session
+from bot.store.base import Claim, Store, TurnRecord
+from bot.store.prepared import HotPath, WriterQueue, held_where, state_text, state_value
+from bot.store.schema import (SCHEMA_LOCK, hits, make_engine, messages, metadata, outbox_table,
+                              session_from_state, session_state, sessions, tickets, tokens,
+                              transcript, unanswered, users)
+from bot.store.sql_desk import TicketTables
 
 log = logging.getLogger(__name__)
 
-SCHEMA_LOCK = 0x6C65716973746F72  # pg advisory lock key for create_all ("leqistor")
-OPS_LOCK = SCHEMA_LOCK + 1  # serialises the robot's per-minute budget
-TARGETS = ("ops", "customer")
 
-class SqlStore(Store):
+class SqlStore(TicketTables, Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
 
     def __init__(self, url: str):
@@ -134,16 +130,10 @@ class SqlStore(Store):
             if turn.key:
                 hot.finish.run(conn, key=turn.key, status="done", reply=turn.reply, done_at=at)
 
-    @staticmethod
-    def _held(user: str) -> tuple:
-        """WHERE clauses of a user's held customer messages."""
-        return (outbox_table.c.user == user, outbox_table.c.target == "customer",
-                outbox_table.c.status == "held")
-
     def has_held(self, user: str) -> bool:
         """True when customer messages are held for this user's next passive reply."""
         with self._tx() as conn:
-            return conn.execute(select(outbox_table.c.id).where(*self._held(user)).limit(1)).first() is not None
+            return conn.execute(select(outbox_table.c.id).where(*held_where(user)).limit(1)).first() is not None
 
     # -- sessions + tax ID --
     def get_tax_id(self, user: str) -> str:
@@ -192,182 +182,6 @@ class SqlStore(Store):
         with self._tx() as conn:
             rows = conn.execute(query).mappings().all()
         return [dict(row) for row in reversed(rows)]
-
-    # -- tickets --
-    def _tickets(self, conn, *where, order=True) -> list[Ticket]:
-        """Tickets matching `where` with their attachments, newest first."""
-        query = select(tickets).where(*where)
-        if order:
-            query = query.order_by(tickets.c.created_at.desc(), tickets.c.id.desc())
-        rows = conn.execute(query).all()
-        media: dict[int, list[str]] = {row.id: [] for row in rows}
-        if media:
-            found = conn.execute(select(attachments.c.ticket_id, attachments.c.media)
-                                 .where(attachments.c.ticket_id.in_(media)).order_by(attachments.c.id))
-            for ticket_id, item in found:
-                media[ticket_id].append(item)
-        return [Ticket(id=r.id, user=r.user, kind=r.kind, intent=r.intent, status=r.status,
-                       tax_id=r.tax_id or "", flags=tuple(r.flags or ()), words=r.words or "",
-                       channel=r.channel, created_at=r.created_at, resolved_at=r.resolved_at,
-                       attachments=tuple(media[r.id])) for r in rows]
-
-    def _queue(self, conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
-        """Insert outbox rows (target, user, payload[, next_at]) as pending; their ids."""
-        ids = []
-        for row in rows:
-            if row.get("target") not in TARGETS or not isinstance(row.get("payload"), dict):
-                raise ValueError(f"outbox row needs a target in {TARGETS} and a dict payload: {row!r:.200}")
-            ids.append(conn.execute(insert(outbox_table).values(
-                target=row["target"], user=row.get("user") or user, payload=row["payload"],
-                ticket_id=ticket_id, status="pending", attempts=0, next_at=row.get("next_at", now),
-                created_at=now).returning(outbox_table.c.id)).scalar_one())
-        return ids
-
-    @staticmethod
-    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "") -> None:
-        """Append a ticket_events row."""
-        conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail))
-
-    def create_ticket(self, ticket: Ticket, source_key: str,
-                      outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
-        """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
-        values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
-                      tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
-                      channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
-        stmt = self._insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
-        with self._tx(write=True) as conn:
-            new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
-            if new_id is None:
-                return self._tickets(conn, tickets.c.source_key == source_key)[0], False
-            created = self._tickets(conn, tickets.c.id == new_id)[0]
-            rows = outbox(created) if callable(outbox) else outbox
-            self._queue(conn, rows, new_id, ticket.user, ticket.created_at)
-            self._event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
-        log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
-        return created, True
-
-    def get_ticket(self, ticket_id: int) -> Ticket | None:
-        """One ticket or None."""
-        with self._tx() as conn:
-            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
-        return found[0] if found else None
-
-    def list_tickets(self, status: str | None = None, user: str | None = None) -> list[Ticket]:
-        """Tickets, newest first, optionally filtered."""
-        where = [col == value for col, value in ((tickets.c.status, status), (tickets.c.user, user))
-                 if value is not None]
-        with self._tx() as conn:
-            return self._tickets(conn, *where)
-
-    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
-        """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
-        with self._tx(write=True) as conn:
-            open_ = tickets.c.status != "resolved"
-            changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, open_)
-                                   .values(status="resolved", resolved_at=now)).rowcount
-            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
-            if changed:
-                self._queue(conn, outbox, ticket_id, found[0].user, now)
-                self._event(conn, ticket_id, now, "resolved")
-        return found[0] if found else None
-
-    def attach_to_ticket(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
-        """Attach a media reference, reopen if resolved, queue `outbox`; one transaction."""
-        with self._tx(write=True) as conn:
-            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
-            if not found:
-                raise KeyError(f"no ticket {ticket_id}")
-            conn.execute(insert(attachments).values(ticket_id=ticket_id, media=media, at=now))
-            self._event(conn, ticket_id, now, "attached", media)
-            if found[0].status == "resolved":
-                conn.execute(update(tickets).where(tickets.c.id == ticket_id)
-                             .values(status="open", resolved_at=None))
-                self._event(conn, ticket_id, now, "reopened")
-            self._queue(conn, outbox, ticket_id, found[0].user, now)
-            return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
-
-    def ticket_events(self, ticket_id: int) -> list[dict]:
-        """History of a ticket: {"at", "kind", "detail"}."""
-        cols = ticket_events.c
-        query = (select(cols.at, cols.kind, cols.detail).where(cols.ticket_id == ticket_id)
-                 .order_by(cols.at, cols.id))
-        with self._tx() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-
-    # -- outbox --
-    def queue_message(self, row: dict, ticket_id: int | None, now: float) -> int:
-        """Queue one outbox row (target, user, payload) outside ticket creation; returns its id."""
-        with self._tx(write=True) as conn:
-            return self._queue(conn, [row], ticket_id, row.get("user") or "", now)[0]
-
-    def _ops_budget(self, conn, now: float, per_minute: int) -> int:
-        """How many ops rows the robot may still take this minute (sent in 60 s or in flight)."""
-        self._advisory_lock(conn, OPS_LOCK)
-        cols = outbox_table.c
-        recent = (cols.status == "sent") & (cols.sent_at > now - 60)
-        used = conn.execute(select(func.count()).select_from(outbox_table).where(
-            cols.target == "ops", or_(cols.status == "sending", recent))).scalar_one()
-        return max(0, per_minute - used)
-
-    def claim_outbox(self, now: float, limit: int = 10, target: str | None = None,
-                     *, ops_per_minute: int = 20) -> list[OutboxRow]:
-        """Atomically move due pending rows to `sending`; no row is ever claimed twice."""
-        if target is not None and target not in TARGETS:
-            raise ValueError(f"unknown outbox target {target!r}")
-        with self._tx(write=True) as conn:
-            rows = []
-            for kind in (target,) if target else TARGETS:
-                room = min(limit, self._ops_budget(conn, now, ops_per_minute)) if kind == "ops" else limit
-                rows += self._due(conn, kind, now, room) if room > 0 else []
-            rows = sorted(rows, key=lambda r: (r.next_at, r.id))[:limit]
-            if rows:
-                conn.execute(update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows]))
-                             .values(status="sending", claimed_at=now))
-        return [replace(outbox_row(r), status="sending") for r in rows]
-
-    @staticmethod
-    def _due(conn, target: str, now: float, limit: int) -> list:
-        """Lock up to `limit` due pending rows for `target`, skipping rows another worker holds."""
-        cols = outbox_table.c
-        return conn.execute(
-            select(outbox_table).where(cols.status == "pending", cols.target == target, cols.next_at <= now)
-            .order_by(cols.next_at, cols.id).limit(limit).with_for_update(skip_locked=True)).all()
-
-    def _set_outbox(self, row_id: int, **values) -> None:
-        """Update one outbox row."""
-        with self._tx(write=True) as conn:
-            conn.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(**values))
-
-    def outbox_sent(self, row_id: int, now: float) -> None:
-        """Mark a row delivered."""
-        self._set_outbox(row_id, status="sent", sent_at=now)
-
-    def outbox_retry(self, row_id: int, next_at: float, error: str) -> None:
-        """Back to pending, due at next_at, attempts + 1."""
-        self._set_outbox(row_id, status="pending", next_at=next_at, last_error=error,
-                         attempts=outbox_table.c.attempts + 1)
-
-    def outbox_dead(self, row_id: int, error: str) -> None:
-        """Give up on a row (kept for ops to see)."""
-        self._set_outbox(row_id, status="dead", last_error=error, attempts=outbox_table.c.attempts + 1)
-
-    def outbox_hold(self, row_id: int, error: str) -> None:
-        """Customer window closed: keep for delivery with the customer's next passive reply."""
-        self._set_outbox(row_id, status="held", last_error=error)
-
-    def take_held(self, user: str, now: float) -> list[OutboxRow]:
-        """Atomically take (mark sent) the user's held customer messages."""
-        stmt = (update(outbox_table).where(*self._held(user))
-                .values(status="sent", sent_at=now).returning(*outbox_table.c))
-        with self._tx(write=True) as conn:
-            rows = conn.execute(stmt).all()
-        return sorted((outbox_row(r) for r in rows), key=lambda r: r.id)
-
-    def requeue_stale_sending(self, older_than: float) -> int:
-        """Rows stuck in `sending` (a killed worker) go back to pending."""
-        stale = (outbox_table.c.status == "sending") & (outbox_table.c.claimed_at < older_than)
-        with self._tx(write=True) as conn:
-            return conn.execute(update(outbox_table).where(stale).values(status="pending")).rowcount
 
     # -- analytics --
     def log_unanswered(self, user: str, text: str, now: float) -> None:

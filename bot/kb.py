@@ -15,6 +15,7 @@ class KBError(Exception):
     """The answers folder has problems; `problems` are 'file:line: message' strings."""
 
     def __init__(self, problems: list[str]):
+        """Keep the problem list for callers that print it."""
         super().__init__("\n".join(problems))
         self.problems = problems
 
@@ -131,6 +132,7 @@ class KnowledgeBase:
 
     def __init__(self, intents: dict[str, Intent], templates: dict[str, jinja2.Template],
                  sources: dict[str, tuple[Path, int, str]]):
+        """Hold the parsed intents and compiled templates; the matcher is attached later."""
         self.intents = intents
         self.templates = templates
         self.sources = sources  # name -> (path, body line, source)

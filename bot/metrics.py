@@ -10,6 +10,7 @@ class StoreCollector:
     """Reads tickets, outbox, hits and unanswered counts from the store at scrape time."""
 
     def __init__(self, store):
+        """Read from this store at each scrape."""
         self.store = store
 
     def collect(self):

@@ -14,6 +14,7 @@ class BotServer(BaseApplication):
     """Gunicorn application that builds the Flask app in each worker via create_app."""
 
     def __init__(self, config: Config, host: str, port: int, workers: int):
+        """Gunicorn options from our config: gthread workers, one app per worker."""
         self.bot_config = config
         self.options = {
             "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4,

@@ -25,6 +25,7 @@ class BotService:
     def __init__(self, kb: KnowledgeBase, store: Store, public_url: str = "",
                  ops_enabled: bool = True, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
+        """Wire the knowledge base and store; clock and sleep are injectable for tests."""
         self.kb, self.store, self.public_url = kb, store, public_url
         self.ops_enabled = ops_enabled
         self.clock, self.sleep = clock, sleep

@@ -6,7 +6,8 @@ import hmac
 import logging
 import secrets
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, session,
+                   url_for)
 
 from bot.tickets import format_time
 
@@ -32,6 +33,7 @@ def login_required(view):
     """Redirect to the login page unless an ops user is logged in."""
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
+        """The view, behind the login (and CSRF for POST) checks."""
         if not session.get("ops_user"):
             return redirect(url_for("ops.login", next=request.path))
         if request.method == "POST":
@@ -48,79 +50,93 @@ def _credentials_ok(cfg, user: str, password: str) -> bool:
     return hmac.compare_digest(password.encode(), cfg.console_password.encode()) and same_user
 
 
-def ops_blueprint(parts) -> Blueprint:
+def _parts():
+    """The app's parts (set by create_app)."""
+    return current_app.extensions["bot"]
+
+
+def login():
+    """Console login form."""
+    cfg = _parts().config.ops
+    if request.method == "POST":
+        if _credentials_ok(cfg, request.form.get("user", ""), request.form.get("password", "")):
+            session.clear()
+            session["ops_user"] = cfg.console_user
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/ops/") else url_for("ops.index"))
+        log.warning("ops console: failed login from %s", request.remote_addr)
+        flash("用户名或密码错误" if cfg.console_password else "控制台未配置密码（[ops] console_password）")
+    return render_template("ops_login.html")
+
+
+@login_required
+def logout():
+    """End the console session."""
+    session.clear()
+    return redirect(url_for("ops.login"))
+
+
+@login_required
+def index():
+    """Ticket list, open first."""
+    status = request.args.get("status") or None
+    tickets = _parts().store.list_tickets(status=status)
+    tickets.sort(key=lambda t: (t.status == "resolved", -t.id))
+    return render_template("ops_index.html", tickets=tickets, status=status)
+
+
+@login_required
+def ticket(ticket_id: int):
+    """One ticket: words, tax ID, flags, history, transcript, attachments."""
+    store = _parts().store
+    found = store.get_ticket(ticket_id)
+    if found is None:
+        abort(404)
+    return render_template("ops_ticket.html", t=found, events=store.ticket_events(ticket_id),
+                           transcript=store.recent_messages(found.user, 20))
+
+
+@login_required
+def resolve(ticket_id: int):
+    """Mark done: the customer is told what to do next."""
+    if _parts().desk.resolve(ticket_id) is None:
+        abort(404)
+    log.info("ops console: %s resolved ticket %s", session["ops_user"], ticket_id)
+    flash("已标记完成，已通知客户")
+    return redirect(url_for("ops.ticket", ticket_id=ticket_id))
+
+
+@login_required
+def reply(ticket_id: int):
+    """Send the customer a message from ops."""
+    text = request.form.get("text", "")
+    if not text.strip():
+        flash("回复内容为空")
+    elif _parts().desk.reply(ticket_id, text) is None:
+        abort(404)
+    else:
+        flash("回复已排队发送")
+    return redirect(url_for("ops.ticket", ticket_id=ticket_id))
+
+
+@login_required
+def report():
+    """What customers asked that nothing answered, and hits per intent."""
+    return render_template("ops_report.html", report=_parts().store.report())
+
+
+ROUTES = (  # (rule, view, methods): explicit routing
+    ("/login", login, ["GET", "POST"]), ("/logout", logout, ["POST"]), ("/", index, ["GET"]),
+    ("/tickets/<int:ticket_id>", ticket, ["GET"]), ("/tickets/<int:ticket_id>/resolve", resolve, ["POST"]),
+    ("/tickets/<int:ticket_id>/reply", reply, ["POST"]), ("/report", report, ["GET"]),
+)
+
+
+def ops_blueprint() -> Blueprint:
     """Blueprint mounted at /ops."""
     bp = Blueprint("ops", __name__, template_folder="templates")
-    cfg, store, desk = parts.config.ops, parts.store, parts.desk
     bp.add_app_template_filter(format_time, "when")
     bp.app_context_processor(lambda: {"csrf_token": _csrf_token})
-
-    @bp.route("/login", methods=["GET", "POST"])
-    def login():
-        """Console login form."""
-        if request.method == "POST":
-            if _credentials_ok(cfg, request.form.get("user", ""), request.form.get("password", "")):
-                session.clear()
-                session["ops_user"] = cfg.console_user
-                target = request.args.get("next", "")
-                return redirect(target if target.startswith("/ops/") else url_for("ops.index"))
-            log.warning("ops console: failed login from %s", request.remote_addr)
-            flash("用户名或密码错误" if cfg.console_password else "控制台未配置密码（[ops] console_password）")
-        return render_template("ops_login.html")
-
-    @bp.post("/logout")
-    @login_required
-    def logout():
-        """End the console session."""
-        session.clear()
-        return redirect(url_for("ops.login"))
-
-    @bp.get("/")
-    @login_required
-    def index():
-        """Ticket list, open first."""
-        status = request.args.get("status") or None
-        tickets = store.list_tickets(status=status)
-        tickets.sort(key=lambda t: (t.status == "resolved", -t.id))
-        return render_template("ops_index.html", tickets=tickets, status=status, kb=parts.kb)
-
-    @bp.get("/tickets/<int:ticket_id>")
-    @login_required
-    def ticket(ticket_id: int):
-        """One ticket: words, tax ID, flags, history, transcript, attachments."""
-        found = store.get_ticket(ticket_id)
-        if found is None:
-            abort(404)
-        return render_template("ops_ticket.html", t=found, events=store.ticket_events(ticket_id),
-                               transcript=store.recent_messages(found.user, 20), kb=parts.kb)
-
-    @bp.post("/tickets/<int:ticket_id>/resolve")
-    @login_required
-    def resolve(ticket_id: int):
-        """Mark done: the customer is told what to do next."""
-        if desk.resolve(ticket_id) is None:
-            abort(404)
-        log.info("ops console: %s resolved ticket %s", session["ops_user"], ticket_id)
-        flash("已标记完成，已通知客户")
-        return redirect(url_for("ops.ticket", ticket_id=ticket_id))
-
-    @bp.post("/tickets/<int:ticket_id>/reply")
-    @login_required
-    def reply(ticket_id: int):
-        """Send the customer a message from ops."""
-        text = request.form.get("text", "")
-        if not text.strip():
-            flash("回复内容为空")
-        elif desk.reply(ticket_id, text) is None:
-            abort(404)
-        else:
-            flash("回复已排队发送")
-        return redirect(url_for("ops.ticket", ticket_id=ticket_id))
-
-    @bp.get("/report")
-    @login_required
-    def report():
-        """What customers asked that nothing answered, and hits per intent."""
-        return render_template("ops_report.html", report=store.report())
-
+    for rule, view, methods in ROUTES:
+        bp.add_url_rule(rule, view.__name__, view, methods=methods)
     return bp

@@ -45,6 +45,7 @@ class Rejected(Exception):
     """A request refused with an HTTP status; `reason` goes to the log, never to the sender."""
 
     def __init__(self, status: int, reason: str):
+        """A refusal with its HTTP status and the reason to log."""
         super().__init__(reason)
         self.status = status
         self.reason = reason

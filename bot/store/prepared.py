@@ -28,12 +28,14 @@ class WriterQueue:
     """
 
     def __init__(self, path: str):
+        """The lock file next to the database; opened lazily per process."""
         self.path = path
         self._threads = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
 
     def __enter__(self):
+        """Wait for the writers before us (threads, then processes)."""
         self._threads.acquire()
         try:
             if self._pid != os.getpid():  # a forked child must not share its parent's open file
@@ -45,6 +47,7 @@ class WriterQueue:
         return self
 
     def __exit__(self, *exc):
+        """Let the next writer in."""
         try:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
@@ -55,6 +58,7 @@ class Prepared:
     """One statement compiled for a dialect, run with a dict of values."""
 
     def __init__(self, statement, dialect):
+        """Compile `statement` for `dialect` and remember the parameter order."""
         compiled = statement.compile(dialect=dialect)
         self.compiled = compiled
         self.sql = compiled.string
@@ -97,6 +101,7 @@ class HotPath:
     """Compiled statements for claim, load_turn and finish_turn."""
 
     def __init__(self, dialect):
+        """Compile every hot-path statement for this dialect."""
         make_insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
         key, user = bindparam("key"), bindparam("user")
         statements = {

@@ -162,7 +162,7 @@ def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Conf
     for name, cls in SECTIONS.items():
         if name in OPTIONAL and name not in raw:
             built[name] = None
-            log.info("config: no [%s] section, %s disabled", name,
+            log.info("no [%s] section: %s disabled", name,
                      "the /wecom callback" if name == "wecom" else "ops notification and console")
             continue
         built[name] = _build_section(name, cls, raw.get(name, {}), env, source)

@@ -99,3 +99,10 @@ def test_tickets_list_show_resolve_and_report(config_file):
     assert run("tickets", "show", "99", "--config", str(config_file)).returncode == 1
     report = json.loads(run("report", "--json", "--config", str(config_file)).stdout)
     assert any(row["text"] == "开票软件闪退" for row in report["unanswered"])
+
+
+def test_an_unreadable_answers_folder_is_a_clear_error(tmp_path):
+    config = tmp_path / "bot.toml"
+    config.write_text('[wechat]\ntoken = "t"\n[answers]\ndir = "missing"\n', encoding="utf-8")
+    result = run("match", "--config", str(config), stdin="乐企\n")
+    assert result.returncode == 2 and "answers folder not found" in result.stderr

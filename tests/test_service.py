@@ -9,23 +9,15 @@ import pytest
 from bot.app import build_parts
 from bot.config import OpsConfig, StorageConfig, load_config
 from bot.model import Inbound
+from tests.fakes import FakeClock
 
 TAX_ID = "91110108551385082Q"
 
 
-class Clock:
-    """A settable clock shared by the service and the test."""
-
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    """A settable clock shared by the service and the test."""
+    return FakeClock()
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ from rapidfuzz import fuzz, process
 
 from bot.config import MatchingConfig
 from bot.kb import KnowledgeBase
-from bot.textnorm import light_of_words, make_segmenter, normalize, primary_readings, sound_key, tokens, words
+from bot.textnorm import (clean, light_of_words, make_segmenter, normalize, primary_readings, sound_key,
+                          strip_courtesy, tokens, words)
 
 ANSWER_THRESHOLD = 46.0
 CLARIFY_MARGIN = 8.0
@@ -233,7 +234,20 @@ class Matcher:
         return min(90.0, f["cov"] * (40.0 + 0.5 * f["sim"]))
 
     def match(self, text: str) -> Match:
-        """Score `text` against the intents and decide answer / clarify / none."""
+        """Score `text` against the intents and decide answer / clarify / none.
+
+        A question wrapped in courtesy (老师你好…，谢谢 / 急急急 / 在线等) that matches nothing as
+        written is tried once more without those words; a message of courtesy alone is not.
+        """
+        result = self._match(text)
+        if result.decision == "none":
+            bare = strip_courtesy(text)
+            if bare and bare != clean(text):
+                return self._match(bare)
+        return result
+
+    def _match(self, text: str) -> Match:
+        """One scoring pass over the intents."""
         _query, feats = self.features(text)
         scored = sorted(((iid, round(self.combine(f), 1)) for iid, f in feats.items()), key=lambda p: -p[1])
         return self.decide(tuple(p for p in scored[:MAX_CANDIDATES] if p[1] > 0))

@@ -25,6 +25,12 @@ FILLERS = (
     "呢", "吗", "啊", "呀", "吧", "哦", "嘛", "哈", "呐", "啦", "了", "的", "得", "我", "您",
 )
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
+# Courtesy and urgency customers wrap a question in; dropped only for a second matching try.
+COURTESY = (
+    "谢谢", "多谢", "感谢", "辛苦了", "辛苦", "麻烦了", "拜托了", "拜托", "老师", "亲", "在线等", "等回复",
+    "急急急", "着急", "紧急", "加急", "很急", "急", "尽快", "赶紧", "马上", "求助", "你好", "您好",
+)
+_COURTESY_RE = re.compile("|".join(sorted(map(re.escape, COURTESY), key=len, reverse=True)))
 # Everyday ways of saying the same thing, mapped to one canonical word (applied to questions and
 # FAQ texts alike, before filler removal). General Chinese, not tied to one FAQ.
 SYNONYMS = {
@@ -93,6 +99,11 @@ def clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text or "").lower()
     text = _t2s().convert(text)
     return "".join(ch for ch in text if ch.isalnum() or ch == "_")
+
+
+def strip_courtesy(text: str) -> str:
+    """The cleaned text without courtesy and urgency words ("" when nothing else is left)."""
+    return _COURTESY_RE.sub("", clean(text))
 
 
 def strip_fillers(text: str) -> str:

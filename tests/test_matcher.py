@@ -22,7 +22,10 @@ def matcher(kb) -> Matcher:
     ("乐琪通道出不来", "leqi-channel-missing"),                       # typo 乐琪
     ("樂企聯用的通道沒有顯示", "leqi-channel-missing"),                # traditional characters
     ("乐企连用通道看不见", "leqi-channel-missing"),                   # typo 连用
-    ("好的 收到", "thanks"),                                          # an acknowledgment gets a polite close
+    ("好的 收到", "thanks"),
+    ("老师你好，乐企通道不显示，在线等", "leqi-channel-missing"),     # courtesy around the question
+    ("急急急 单位ID填反了，谢谢", "leqi-ids-swapped"),
+    ("感谢帮助", "thanks"),                                           # courtesy alone stays small talk                                          # an acknowledgment gets a polite close
     ("晚上好", "greeting"),                                           # greeting lexicon, not a listed phrase
     ("乐器联用的通道没了怎么弄", "leqi-channel-missing"),             # voice homophone 乐器
     ("嗯就是我这边那个税局账号绑好了然后数电配置里面一直没有乐企选项啊", "leqi-channel-missing"),
@@ -52,7 +55,8 @@ def test_answers(matcher, text, intent):
     "乐企平台怎么注册",
     "乐企联用开票限额",
     "数电配置怎么改密码",
-    "税号填错了怎么改",                                            # 填错 is not 填反 (swapped IDs)
+    "税号填错了怎么改",
+    "乐企联用怎么收费，谢谢",                                      # courtesy does not rescue a non-FAQ                                            # 填错 is not 填反 (swapped IDs)
     "你好，我想问一下发票怎么冲红",        # contains 你好 but is not a greeting
     "电子税局的密码找回",
     "今天吃什么",

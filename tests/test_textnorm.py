@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.textnorm import char_readings, clean, light_mask, normalize, sound_key, tokens
+from bot.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
 
 KB_READINGS = frozenset({"le", "qi", "lian", "yon", "tong", "dao"})
 
@@ -70,3 +70,13 @@ def test_tokens_and_light_mask(text, toks, light):
     """Latin runs are one token; function characters are light."""
     assert tokens(text) == toks
     assert light_mask(text) == light
+
+
+@pytest.mark.parametrize("text, bare", [
+    ("老师你好，乐企通道不显示，谢谢！", "乐企通道不显示"),
+    ("急急急 在线等", ""),
+    ("乐企通道不显示", "乐企通道不显示"),
+])
+def test_strip_courtesy(text, bare):
+    """Courtesy and urgency words come off for the matcher's second try."""
+    assert strip_courtesy(text) == bare

@@ -6,6 +6,9 @@ is at most SHORT_EXTRA characters longer ("查一下进度", "我要转人工").
 flow (so "取消发票" is a question) and uses the contains rule inside one. Confirming a remembered
 tax ID ("是/对/1/确认") is exact.
 
+Resolved rule: "乐企通道有了/显示了/可以了，谢谢" (a RESOLVED phrase, no negation, not a question)
+gets the `resolved` text instead of the FAQ that shares its words.
+
 Still-missing rule: a text that says it still does not show after an update gets the
 `still-missing` text (ask for a screenshot) instead of the FAQ answer. It must contain a word of
 each group: STILL (还是/仍然/依然/还/仍), MISSING (不显示/没有/没显示/看不到/找不到/不出现/没出现)
@@ -42,6 +45,8 @@ CONFIRM = ("是", "对", "1", "确认", "是的", "对的", "没错", "好", "�
 STILL = re.compile("还是|仍然|依然|还|仍")
 MISSING = re.compile("不显示|没显示|没有|看不到|找不到|不出现|没出现")
 UPDATED = re.compile("更新|同步|刷新|重新登录")
+RESOLVED = re.compile("(显示|出来|出现|看到|看见|有)了|可以了|解决了|正常了|搞定了|好使了")
+NEGATED = re.compile("不|没|未|无|还是|仍|依然|怎么|为什么|为啥|吗|么")
 _NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 _CHOICE = re.compile(r"(?:选择|选|第)?([1-9]|[一二两三四五])(?:个|项|条|号)?")
 
@@ -110,6 +115,12 @@ def says_still_missing(text: str) -> bool:
     return all(pattern.search(cleaned) for pattern in (STILL, MISSING, UPDATED))
 
 
+def says_resolved(text: str) -> bool:
+    """"乐企通道有了/显示了，谢谢": a statement that it works now (no negation, not a question)."""
+    cleaned = clean(text)
+    return bool(RESOLVED.search(cleaned)) and not NEGATED.search(cleaned) and "?" not in text and "？" not in text
+
+
 def pick_choice(text: str, choices: tuple[str, ...]) -> str | None:
     """The intent a clarify answer picks ("1", "２", "第一个", "选1"), or None."""
     found = _CHOICE.fullmatch(clean(text))
@@ -150,6 +161,8 @@ def _command(state: Session, text: str, kb: KnowledgeBase, now: float) -> Result
         return _answer(state, "help", text, kb, now)
     if says_still_missing(text):
         return state, [_text(kb, "still-missing")]
+    if says_resolved(text):
+        return state, [_text(kb, "resolved")]
     return None
 
 

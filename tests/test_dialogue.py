@@ -124,6 +124,9 @@ FLOWS = {
                                                    t("tax-id-cached-key", tax_id=USCC)], IDLE)],
     "still missing after update": [("更新了还是没有", [t("still-missing")], IDLE),
                                    ("刷新之后仍然不显示", [t("still-missing")], IDLE)],
+    "it works now": [("乐企通道已经有了，谢谢", [t("resolved")], IDLE),
+                     ("更新以后显示了", [t("resolved")], IDLE)],
+    "asking whether it shows is still the FAQ": [("乐企通道显示了吗", [LogHit(CM), A(CM), ask()], TAX)],
     "still not showing without update goes to the FAQ": [
         ("还是不显示乐企联用通道", [LogHit(CM), A(CM), ask()], TAX)],
     "out of scope": [("乐企怎么收费", [LogUnanswered("乐企怎么收费"), t("fallback", question="乐企怎么收费")],

@@ -1,6 +1,7 @@
-"""Fake WeChat API and WeCom group-robot servers on 127.0.0.1 that check what the real ones check.
+"""Fake WeChat API, WeCom app API and WeCom group-robot servers on 127.0.0.1 that check what the
+real ones check.
 
-Both record every call, can fail on demand (`fail_next`), and can go down (HTTP 500 or
+Each records every call, can fail on demand (`fail_next`), and can go down (HTTP 500 or
 connection refused) and come back on the same port.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ TOKEN_GRACE = 300  # WeChat keeps the previous token valid for 5 minutes after a
 ROBOT_PER_MINUTE = 20
 ROBOT_MAX_BYTES = 4096
 OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"  # a well-formed openid for tests
+WECOM_USER = "ZhangSan"  # a WeCom member userid for tests
 
 
 def _err(code: int, message: str) -> tuple[int, dict]:
@@ -137,7 +139,45 @@ def parse_json(body: bytes) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-class FakeWeChat(FakeServer):
+class _TokenServer(FakeServer):
+    """Issues access tokens that live `token_ttl` seconds and checks them on every API call."""
+
+    INVALID_TOKEN = (40001, "invalid credential, access_token is invalid or not latest")
+    TOKEN_PREFIX = "TOKEN-"
+
+    def __init__(self, token_ttl: int, clock: Callable[[], float]):
+        """No token issued yet."""
+        self.token_ttl = token_ttl
+        self.tokens: dict[str, float] = {}  # token -> expires_at
+        self.token_fetches = 0  # tokens issued
+        self.messages: list[tuple[str, str]] = []  # (user, content) delivered
+        self._serial = itertools.count(1)
+        super().__init__(clock)
+
+    def expire_tokens(self) -> None:
+        """Every issued token expires now (the next use gets 42001)."""
+        with self.lock:
+            self.tokens = {token: 0.0 for token in self.tokens}
+
+    def _new_token(self, grace: float) -> str:
+        """Issue a fresh token; older ones stay valid at most `grace` seconds more."""
+        now = self.clock()
+        self.tokens = {t: min(exp, now + grace) for t, exp in self.tokens.items()}
+        token = f"{self.TOKEN_PREFIX}{next(self._serial)}"
+        self.tokens[token] = now + self.token_ttl
+        self.token_fetches += 1
+        return token
+
+    def _token_error(self, token: str | None) -> tuple[int, dict] | None:
+        """INVALID_TOKEN or 42001 unless `token` is currently valid."""
+        if token not in self.tokens:
+            return _err(*self.INVALID_TOKEN)
+        if self.tokens[token] <= self.clock():
+            return _err(42001, "access_token expired")
+        return None
+
+
+class FakeWeChat(_TokenServer):
     """The Official Account API: /cgi-bin/token and /cgi-bin/message/custom/send.
 
     A customer-service message needs a user message within 48 h (`user_message`) and at
@@ -147,27 +187,18 @@ class FakeWeChat(FakeServer):
     def __init__(self, app_id: str = "wx-test-app", secret: str = "s3cret", token_ttl: int = 7200,
                  clock: Callable[[], float] = time.time):
         """Serve the given credentials; tokens live `token_ttl` seconds."""
-        self.app_id, self.secret, self.token_ttl = app_id, secret, token_ttl
-        self.tokens: dict[str, float] = {}  # token -> expires_at
-        self.token_fetches = 0
+        self.app_id, self.secret = app_id, secret
         self.windows: dict[str, float] = {}  # openid -> last user message
         self.quota_used: dict[str, int] = defaultdict(int)
         self.quota = WINDOW_QUOTA
         self.unverified = False
-        self.messages: list[tuple[str, str]] = []  # (openid, content)
-        self._serial = itertools.count(1)
-        super().__init__(clock)
+        super().__init__(token_ttl, clock)
 
     def user_message(self, openid: str) -> None:
         """The user wrote to the account: open a fresh 48 h window with a fresh quota."""
         with self.lock:
             self.windows[openid] = self.clock()
             self.quota_used[openid] = 0
-
-    def expire_tokens(self) -> None:
-        """Every issued token expires now (the next use gets 42001)."""
-        with self.lock:
-            self.tokens = {token: 0.0 for token in self.tokens}
 
     def route(self, method, path, query, body):
         """Token endpoint or customer-service send."""
@@ -185,20 +216,7 @@ class FakeWeChat(FakeServer):
             return _err(40013, "invalid appid")
         if query.get("secret") != self.secret:
             return _err(40125, "invalid appsecret")
-        now = self.clock()
-        self.tokens = {t: min(exp, now + TOKEN_GRACE) for t, exp in self.tokens.items()}
-        token = f"TOKEN-{next(self._serial)}"
-        self.tokens[token] = now + self.token_ttl
-        self.token_fetches += 1
-        return 200, {"access_token": token, "expires_in": self.token_ttl}
-
-    def _token_error(self, token: str | None) -> tuple[int, dict] | None:
-        """40001/42001 unless `token` is currently valid."""
-        if token not in self.tokens:
-            return _err(40001, "invalid credential, access_token is invalid or not latest")
-        if self.tokens[token] <= self.clock():
-            return _err(42001, "access_token expired")
-        return None
+        return 200, {"access_token": self._new_token(TOKEN_GRACE), "expires_in": self.token_ttl}
 
     def _custom_send(self, query: dict, body: bytes) -> tuple[int, dict]:
         """Validate token, JSON shape, the 48 h window and quota; record the message."""
@@ -224,6 +242,62 @@ class FakeWeChat(FakeServer):
             return _err(45047, "out of response count limit")
         self.quota_used[openid] += 1
         self.messages.append((openid, content))
+        return _err(0, "ok")
+
+
+class FakeWeCom(_TokenServer):
+    """A WeCom self-built app's API: /cgi-bin/gettoken and /cgi-bin/message/send (text).
+
+    While a token is valid gettoken answers the same one (with the seconds it has left), as
+    WeCom does. Only members in `scope` (the app's visible range) can receive: a message to
+    anyone else gets 81013, like the real API.
+    """
+
+    INVALID_TOKEN = (40014, "invalid access_token")
+    TOKEN_PREFIX = "WECOM-TOKEN-"
+
+    def __init__(self, corp_id: str = "ww-test-corp", secret: str = "wecom-s3cret",
+                 agent_id: int = 1000002, token_ttl: int = 7200, clock: Callable[[], float] = time.time):
+        """Serve one app of one corp; `scope` starts empty."""
+        self.corp_id, self.secret, self.agent_id = corp_id, secret, agent_id
+        self.scope: set[str] = set()
+        super().__init__(token_ttl, clock)
+
+    def route(self, method, path, query, body):
+        """Token endpoint or app-message send."""
+        if path == "/cgi-bin/gettoken" and method == "GET":
+            return self._issue_token(query)
+        if path == "/cgi-bin/message/send" and method == "POST":
+            error = self._token_error(query.get("access_token"))
+            return error or self._send(parse_json(body))
+        return 404, {"errcode": 404, "errmsg": "not found"}
+
+    def _issue_token(self, query: dict) -> tuple[int, dict]:
+        """Check corpid and corpsecret; a still-valid token is answered again."""
+        if query.get("corpid") != self.corp_id:
+            return _err(40013, "invalid corpid")
+        if query.get("corpsecret") != self.secret:
+            return _err(40001, "invalid secret")
+        now = self.clock()
+        token = next((t for t, exp in self.tokens.items() if exp > now), None) or self._new_token(0)
+        return 200, {"errcode": 0, "errmsg": "ok", "access_token": token,
+                     "expires_in": int(self.tokens[token] - now)}
+
+    def _send(self, data: dict | None) -> tuple[int, dict]:
+        """Validate the JSON body and the recipient (one member); record the message."""
+        if data is None:
+            return _err(40035, "invalid json")
+        if data.get("agentid") != self.agent_id:
+            return _err(40056, "invalid agentid")
+        text = data.get("text")
+        if data.get("msgtype") != "text" or not isinstance(text, dict):
+            return _err(40008, "invalid message type")
+        if not isinstance(text.get("content"), str) or not text["content"]:
+            return _err(44004, "empty content")
+        user = str(data.get("touser") or "")
+        if user not in self.scope:
+            return 200, {"errcode": 81013, "errmsg": "user & party & tag all invalid", "invaliduser": user}
+        self.messages.append((user, text["content"]))
         return _err(0, "ok")
 
 
@@ -310,6 +384,14 @@ def wechat(clock):
     """A fake WeChat API on the fake clock where OPENID wrote recently."""
     with FakeWeChat(clock=clock) as fake:
         fake.user_message(OPENID)
+        yield fake
+
+
+@pytest.fixture
+def wecom(clock):
+    """A fake WeCom app API on the fake clock whose visible range holds WECOM_USER."""
+    with FakeWeCom(clock=clock) as fake:
+        fake.scope.add(WECOM_USER)
         yield fake
 
 

@@ -1,0 +1,126 @@
+"""WeCom app messages (应用消息): push follow-ups to members, access token shared by all workers.
+
+The shared-token machinery is the Official Account's (bot.channels.wechat_api): the same
+StoreTokenStorage, the same one-fetch-at-a-time refresh and the same send → refresh once →
+resend flow. Only the API (wechatpy.enterprise, /cgi-bin/gettoken, /cgi-bin/message/send)
+and the meaning of WeCom's error codes differ.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+import requests
+from wechatpy.enterprise import WeChatClient as WeComClient
+from wechatpy.exceptions import WeChatClientException
+
+from bot.channels.robot import DeliveryError
+from bot.channels.wechat_api import CustomerService, StoreTokenStorage, _Client, _TokenRejected, mask
+from bot.config import ConfigError, WeComConfig
+
+if TYPE_CHECKING:
+    from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP_TIMEOUT = 5.0  # WeComConfig has no http_timeout yet; used until it does
+HOLD_CODES = frozenset({81013})  # user & party & tag all invalid: not in the app's visible range
+TOKEN_CODES = frozenset({40001, 40014, 42001})  # invalid credential / invalid / expired access_token
+RETRY_CODES = frozenset({-1, 45009, 45033})  # system busy, API frequency limit, too many concurrent calls
+CREDENTIAL_CODES = frozenset({40001, 40013, 40091})  # gettoken: wrong secret, corp id, secret format
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session that gives every call a timeout, also those wechatpy makes without one."""
+
+    def __init__(self, timeout: float):
+        """Use `timeout` seconds wherever the caller gave none."""
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method, url, *args, **kwargs):
+        """requests.Session.request with the default timeout filled in."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class _WeComClient(WeComClient):
+    """wechatpy's WeCom client: per-instance base URL, its own token name, timeouts, no blind retries."""
+
+    access_token = _Client.access_token  # shared token, fetched once when missing or about to expire
+    refresh_token = _Client.refresh_token  # replace a rejected token unless another worker already did
+
+    def __init__(self, cfg: WeComConfig, storage: StoreTokenStorage, timeout: float):
+        """Point the client at cfg.api_base_url; wechatpy's own token retry loop is disabled."""
+        super().__init__(cfg.corp_id, cfg.secret, session=storage, timeout=timeout, auto_retry=False)
+        self.agent_id = cfg.agent_id
+        self.API_BASE_URL = cfg.api_base_url.rstrip("/") + "/cgi-bin/"
+        self._http = _TimeoutSession(timeout)
+
+    @property
+    def access_token_key(self) -> str:
+        """One token per app, named apart from the Official Account's and without a piece of the secret."""
+        return f"wecom_{self.corp_id}_{self.agent_id}_access_token"
+
+    def fetch_access_token(self):
+        """GET /cgi-bin/gettoken?corpid&corpsecret (with the timeout) and share the result."""
+        log.info("wecom: fetching access token for corp %s app %s", mask(self.corp_id), self.agent_id)
+        url = self.API_BASE_URL + "gettoken"
+        try:
+            return self._fetch_access_token(url, {"corpid": self.corp_id, "corpsecret": self.secret})
+        except KeyError as exc:  # errcode 0 without a token, or an error without errmsg
+            raise ValueError(f"gettoken answer lacks {exc}") from None
+
+
+class WeComPush(CustomerService):
+    """Sends WeCom app text messages to members; errors become DeliveryError for the outbox.
+
+    A member outside the app's visible range (81013) is a hold: the text goes out with the
+    passive reply to their next message instead.
+    """
+
+    def __init__(self, cfg: WeComConfig, store: Store, clock: Callable[[], float] = time.time):
+        """One wechatpy WeCom client whose access token lives in `store`, shared with other workers."""
+        if not cfg.agent_id.isdigit():
+            raise ConfigError(f"[wecom] agent_id must be the app's numeric AgentId, got {cfg.agent_id!r}")
+        self.cfg = cfg
+        self.agent_id = int(cfg.agent_id)
+        timeout = getattr(cfg, "http_timeout", DEFAULT_HTTP_TIMEOUT)
+        self.client = _WeComClient(cfg, StoreTokenStorage(store, clock), timeout)
+
+    def send_text(self, userid: str, text: str) -> None:
+        """Send `text` to the member `userid`; on a rejected token refresh it once and retry."""
+        super().send_text(userid, text)
+
+    def _token(self, stale: str | None = None) -> str:
+        """The shared token; a corp id or secret WeCom refuses is a permanent failure, not an outage."""
+        try:
+            return super()._token(stale)
+        except DeliveryError as exc:
+            if exc.code in CREDENTIAL_CODES:
+                raise DeliveryError(False, exc.code, exc.message) from None
+            raise
+
+    def _post(self, userid: str, text: str, token: str) -> None:
+        """One POST message/send (a text app message to one member) with an explicit token."""
+        data = {"touser": userid, "msgtype": "text", "agentid": self.agent_id, "text": {"content": text}}
+        try:
+            result = self.client.post("message/send", data=data, params={"access_token": token})
+        except WeChatClientException as exc:
+            if exc.errcode in TOKEN_CODES:
+                raise _TokenRejected(exc.errcode) from None
+            raise _push_error(exc) from None
+        except requests.RequestException as exc:
+            raise DeliveryError(True, None, f"wecom unreachable: {type(exc).__name__}") from None
+        if not isinstance(result, dict):
+            raise DeliveryError(True, None, "wecom answered something that is not JSON")
+
+
+def _push_error(exc: WeChatClientException) -> DeliveryError:
+    """Map a WeCom send error to the outbox's hold / retry / give-up decision."""
+    code, message = exc.errcode, f"send: {exc.errmsg}"
+    if code in HOLD_CODES:
+        return DeliveryError(False, code, message, hold=True)
+    return DeliveryError(code is None or code in RETRY_CODES, code, message)

@@ -8,6 +8,7 @@ and the meaning of WeCom's error codes differ.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+AGENT_ID = re.compile(r"[0-9]{1,10}")
 DEFAULT_HTTP_TIMEOUT = 5.0  # WeComConfig has no http_timeout yet; used until it does
 HOLD_CODES = frozenset({81013})  # user & party & tag all invalid: not in the app's visible range
 TOKEN_CODES = frozenset({40001, 40014, 42001})  # invalid credential / invalid / expired access_token
@@ -83,7 +85,7 @@ class WeComPush(CustomerService):
 
     def __init__(self, cfg: WeComConfig, store: Store, clock: Callable[[], float] = time.time):
         """One wechatpy WeCom client whose access token lives in `store`, shared with other workers."""
-        if not cfg.agent_id.isdigit():
+        if not AGENT_ID.fullmatch(cfg.agent_id):
             raise ConfigError(f"[wecom] agent_id must be the app's numeric AgentId, got {cfg.agent_id!r}")
         self.cfg = cfg
         self.agent_id = int(cfg.agent_id)

@@ -78,18 +78,22 @@ def outbox_worker(parts: Parts):
     """An OutboxWorker with the clients the config enables."""
     from bot.channels.robot import RobotClient
     from bot.channels.wechat_api import CustomerService
+    from bot.channels.wecom_api import WeComPush
     from bot.outbox import OutboxWorker
 
     config = parts.config
-    ops = config.ops
+    ops, wc = config.ops, config.wecom
     robot = RobotClient(ops.webhook_url, ops.http_timeout) if ops and ops.webhook_url else None
     customer = CustomerService(config.wechat, parts.store) if config.wechat.app_secret else None
+    wecom = WeComPush(wc, parts.store) if wc and wc.corp_id and wc.secret and wc.agent_id else None
     if robot is None:
         log.info("outbox: no [ops] webhook_url, ops notifications stay queued")
     if customer is None:
         log.info("outbox: no [wechat] app_secret, follow-ups go out with the customer's next reply")
+    if wecom is None and wc is not None:
+        log.info("outbox: [wecom] lacks corp_id/secret/agent_id, WeCom follow-ups go out with the next reply")
     per_minute = ops.robot_per_minute if ops else 20
-    return OutboxWorker(parts.store, robot, customer, ops_per_minute=per_minute)
+    return OutboxWorker(parts.store, robot, customer, wecom=wecom, ops_per_minute=per_minute)
 
 
 def _start_outbox(parts: Parts) -> None:

@@ -1,8 +1,9 @@
-"""Outbox worker: delivers queued ops notifications (WeCom robot) and customer messages (WeChat).
+"""Outbox worker: delivers ops notifications (WeCom robot) and customer messages (WeChat, WeCom app).
 
 Rows are claimed atomically from the store, so any number of workers may run; a failed row
 goes back to pending with exponential backoff, a closed customer window holds the row for
 the customer's next passive reply, and rows left in `sending` by a killed worker are requeued.
+Customer rows go out on the channel the customer wrote from (payload "channel": wechat | wecom).
 Logs name row ids and error codes, never payloads (ops markdown carries tax IDs).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bot.channels.robot import DeliveryError
 if TYPE_CHECKING:
     from bot.channels.robot import RobotClient
     from bot.channels.wechat_api import CustomerService
+    from bot.channels.wecom_api import WeComPush
     from bot.store.base import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -49,17 +51,19 @@ def _text(payload: dict, key: str) -> str:
 class OutboxWorker:
     """Claims due outbox rows and delivers them.
 
-    Without a robot, ops rows stay queued; without a customer-service client, customer
-    rows are held for the customer's next passive reply.
+    Without a robot, ops rows stay queued; without a push client for a customer's channel
+    (`customer` for wechat, `wecom` for wecom), their rows are held for their next passive reply.
     """
 
     def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
-                 clock: Callable[[], float] = time.time, *, batch: int = BATCH,
-                 ops_per_minute: int = OPS_PER_MINUTE, give_up_after: int = GIVE_UP_AFTER):
-        """Deliver ops rows with `robot` and customer rows with `customer`."""
+                 clock: Callable[[], float] = time.time, *, wecom: WeComPush | None = None,
+                 batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
+                 give_up_after: int = GIVE_UP_AFTER):
+        """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
         self.store = store
         self.robot = robot
         self.customer = customer
+        self.wecom = wecom
         self.clock = clock
         self.batch = batch
         self.ops_per_minute = ops_per_minute
@@ -77,7 +81,7 @@ class OutboxWorker:
         down: set[str] = set()
         deadline = now + STALE_SENDING / 2
         for row in rows:
-            if row.target in down:
+            if _lane(row) in down:
                 self._retry(row, "deferred: target unavailable", True)
             elif self.clock() > deadline:  # finish before another worker thinks we died
                 self.store.outbox_retry(row.id, self.clock(), "deferred: batch too slow")
@@ -117,23 +121,27 @@ class OutboxWorker:
         """Hand the payload to the right client."""
         if row.target == "ops":
             self.robot.send_markdown(_text(row.payload, "markdown"))
-        elif row.target == "customer" and self.customer is None:
-            raise DeliveryError(False, None, "no customer-service API configured", hold=True)
-        elif row.target == "customer" and row.payload.get("channel", "wechat") != "wechat":
-            raise DeliveryError(False, None, "no push API for this channel", hold=True)
         elif row.target == "customer":
-            self.customer.send_text(row.user, _text(row.payload, "text"))
+            self._push(row)
         else:
             raise ValueError(f"unknown target {row.target!r}")
 
+    def _push(self, row: OutboxRow) -> None:
+        """Send a customer row with the client of its channel; hold it when there is none."""
+        channel = row.payload.get("channel", "wechat")
+        client = {"wechat": self.customer, "wecom": self.wecom}.get(channel)
+        if client is None:
+            raise DeliveryError(False, None, f"no push API for channel {channel!r}", hold=True)
+        client.send_text(row.user, _text(row.payload, "text"))
+
     def _failed(self, row: OutboxRow, exc: DeliveryError, down: set[str]) -> None:
-        """Hold, or retry with backoff; a retryable failure marks the whole target down this round."""
+        """Hold, or retry with backoff; a retryable failure marks the row's lane down this round."""
         if exc.hold and row.target == "customer":
             self.store.outbox_hold(row.id, str(exc)[:500])
             log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
             return
         if exc.retryable:  # outage, rate limit, busy: the next rows would fail the same way
-            down.add(row.target)
+            down.add(_lane(row))
         level = logging.WARNING if exc.retryable else logging.ERROR
         log.log(level, "outbox: row %d to %s failed (attempt %d): %s", row.id, row.target,
                 row.attempts + 1, exc)
@@ -150,8 +158,8 @@ class OutboxWorker:
 
     def run_forever(self, stop_event: threading.Event, interval: float = 1.0) -> None:
         """Deliver until `stop_event` is set; store errors are logged and retried next round."""
-        log.info("outbox: worker started (ops=%s, customer=%s)", self.robot is not None,
-                 self.customer is not None)
+        log.info("outbox: worker started (ops=%s, wechat=%s, wecom=%s)", self.robot is not None,
+                 self.customer is not None, self.wecom is not None)
         while not stop_event.is_set():
             try:
                 claimed = self.run_once()
@@ -160,6 +168,13 @@ class OutboxWorker:
                 claimed = 0
             stop_event.wait(0 if claimed >= self.batch else interval)
         log.info("outbox: worker stopped")
+
+
+def _lane(row: OutboxRow) -> str:
+    """What a row travels through: "ops", or "customer:<channel>" (one API down stops only its rows)."""
+    if row.target != "customer" or not isinstance(row.payload, dict):
+        return row.target
+    return f"customer:{row.payload.get('channel', 'wechat')}"
 
 
 def start_outbox_thread(worker: OutboxWorker, interval: float = 1.0) -> tuple[threading.Thread, threading.Event]:

@@ -4,16 +4,22 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 
 import psycopg
 import pytest
 
+from bot.app import build_parts, outbox_worker
 from bot.channels.robot import RobotClient
 from bot.channels.wechat_api import CustomerService
-from bot.config import WeChatConfig
+from bot.channels.wecom_api import WeComPush
+from bot.config import Config, WeChatConfig, WeComConfig
+from bot.model import Inbound
 from bot.outbox import MAX_BACKOFF, OutboxWorker, backoff, start_outbox_thread
+from bot.service import BotService
 from bot.store.sql import SqlStore
-from tests.fakes import OPENID, FakeRobot, FakeWeChat, clock, robot, wechat  # noqa: F401 (fixtures)
+from tests.fakes import (OPENID, WECOM_USER, FakeRobot, FakeWeChat, clock, robot,  # noqa: F401 (fixtures)
+                         wechat, wecom)
 
 TAX_ID = "91110000600037341L"
 
@@ -43,14 +49,21 @@ def pg_store_url(postgres_url):
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def make_worker(store, robot=None, wechat=None, clock=time.time, **kw) -> OutboxWorker:
+def wecom_config(fake) -> WeComConfig:
+    """The [wecom] section of the app `fake` serves."""
+    return WeComConfig(corp_id=fake.corp_id, agent_id=str(fake.agent_id), secret=fake.secret,
+                       api_base_url=fake.url)
+
+
+def make_worker(store, robot=None, wechat=None, clock=time.time, wecom=None, **kw) -> OutboxWorker:
     """A worker with real clients for whichever fakes are given."""
     rc = RobotClient(robot.webhook_url, timeout=5) if robot else None
     cs = None
     if wechat:
         cfg = WeChatConfig(app_id=wechat.app_id, app_secret=wechat.secret, api_base_url=wechat.url)
         cs = CustomerService(cfg, store, clock=clock)
-    return OutboxWorker(store, rc, cs, clock=clock, **kw)
+    push = WeComPush(wecom_config(wecom), store, clock=clock) if wecom else None
+    return OutboxWorker(store, rc, cs, clock=clock, wecom=push, **kw)
 
 
 def queue_ops(store, clock, texts) -> list[int]:
@@ -59,9 +72,10 @@ def queue_ops(store, clock, texts) -> list[int]:
             for t in texts]
 
 
-def queue_customer(store, clock, text, user=OPENID) -> int:
-    """Queue one customer message."""
-    return store.queue_message({"target": "customer", "user": user, "payload": {"text": text}}, None, clock())
+def queue_customer(store, clock, text, user=OPENID, channel=None) -> int:
+    """Queue one customer message (no "channel" in the payload when None: rows from before WeCom)."""
+    payload = {"text": text} if channel is None else {"text": text, "channel": channel}
+    return store.queue_message({"target": "customer", "user": user, "payload": payload}, None, clock())
 
 
 def tick(worker, clock, seconds: int, step: float = 1.0) -> None:
@@ -267,6 +281,7 @@ def test_outbox_thread_delivers_and_stops(store, robot):
 
 
 def test_a_wecom_customer_message_is_held_for_the_next_reply(store, wechat, clock):
+    """Without a WeCom push client a WeCom member's follow-up is held, never sent through WeChat."""
     row_id = store.queue_message({"target": "customer", "user": "zhangsan",
                                   "payload": {"text": "已处理", "channel": "wecom"}}, None, clock())
     make_worker(store, wechat=wechat, clock=clock).run_once()
@@ -292,3 +307,48 @@ def test_processed_message_keys_are_purged_by_the_worker(store, clock):
     make_worker(store, clock=clock).run_once()
     assert store.claim_message("wechat:old", clock()).status == "new"
     assert store.claim_message("wechat:new", clock()).status == "busy"
+
+
+def test_customer_rows_go_out_on_their_own_channel(store, wechat, wecom, clock):
+    """A WeChat row reaches the 公众号 customer, a WeCom row the WeCom member, each once."""
+    queue_customer(store, clock, "公众号：已处理")
+    queue_customer(store, clock, "企业微信：已处理", user=WECOM_USER, channel="wecom")
+    queue_customer(store, clock, "公众号：已回复", channel="wechat")
+    tick(make_worker(store, wechat=wechat, wecom=wecom, clock=clock), clock, 5)
+    assert wechat.messages == [(OPENID, "公众号：已处理"), (OPENID, "公众号：已回复")]
+    assert wecom.messages == [(WECOM_USER, "企业微信：已处理")]
+
+
+def test_member_outside_the_app_scope_gets_it_with_the_next_reply(store, wecom, kb, clock):
+    """81013 holds the follow-up, unsent and not retried; the member's next message's reply carries it."""
+    queue_customer(store, clock, "您的工单 T000001 已处理", user="LiSi", channel="wecom")
+    tick(make_worker(store, wecom=wecom, clock=clock), clock, 120)
+    assert (wecom.messages, sum(call["path"] == "/cgi-bin/message/send" for call in wecom.calls)) == ([], 1)
+    service = BotService(kb, store, clock=clock)
+    reply = service.handle(Inbound("LiSi", "text", text="你好", msg_id="1", created_at=clock(), channel="wecom"))
+    assert reply.startswith("您的工单 T000001 已处理")
+    assert store.take_held("LiSi", clock()) == []
+
+
+def test_a_wecom_rate_limit_does_not_delay_wechat_rows(store, wechat, wecom, clock):
+    """45009 from WeCom defers the other WeCom rows of the round, not the WeChat ones; all arrive later."""
+    wecom.fail_next("/cgi-bin/message/send", errcode=45009)
+    for i in range(2):
+        queue_customer(store, clock, f"企业微信 {i}", user=WECOM_USER, channel="wecom")
+    queue_customer(store, clock, "公众号")
+    worker = make_worker(store, wechat=wechat, wecom=wecom, clock=clock)
+    worker.run_once()
+    assert (wechat.messages, wecom.messages) == ([(OPENID, "公众号")], [])
+    assert sum(call["path"] == "/cgi-bin/message/send" for call in wecom.calls) == 1
+    tick(worker, clock, 30)
+    assert sorted(wecom.messages) == [(WECOM_USER, "企业微信 0"), (WECOM_USER, "企业微信 1")]
+
+
+@pytest.mark.parametrize("secret, delivered", [("wecom-s3cret", True), ("", False)])
+def test_configured_wecom_app_pushes_follow_ups(store, wecom, secret, delivered):
+    """With [wecom] corp_id + secret + agent_id the app's worker pushes; without a secret it holds."""
+    config = Config(wecom=replace(wecom_config(wecom), secret=secret))
+    queue_customer(store, time.time, "已处理", user=WECOM_USER, channel="wecom")
+    outbox_worker(build_parts(config, store)).run_once()
+    assert wecom.messages == ([(WECOM_USER, "已处理")] if delivered else [])
+    assert len(store.take_held(WECOM_USER, time.time())) == (0 if delivered else 1)

@@ -128,3 +128,22 @@ def test_missing_key_refuses_every_message(caplog):
         served = serve(wecom_blueprint, replace(CFG, encoding_aes_key=""))
     assert "no EncodingAESKey" in caplog.text
     assert served.client.open(**SIM.message_request(MESSAGE)).status_code == 400
+
+
+@pytest.mark.parametrize("configured, sent, status", [
+    ("1000002", "<AgentID>1000002</AgentID>", 200),
+    ("1000002", "<AgentID><![CDATA[1000002]]></AgentID>", 200),
+    ("1000002", "<AgentID>1000003</AgentID>", 403),
+    ("1000002", "<AgentID> 1000003 </AgentID>", 403),
+    ("1000002", "", 200),  # corp-level events carry no AgentID
+    ("", "<AgentID>1000003</AgentID>", 200),
+], ids=["ours", "ours-cdata", "other-app", "other-app-spaced", "no-agentid", "not-configured"])
+def test_message_for_another_app_is_refused(caplog, configured, sent, status):
+    """With agent_id set, a message naming another app's AgentID gets a logged 403, never a reply."""
+    served = serve(wecom_blueprint, replace(CFG, agent_id=configured))
+    message = MESSAGE.replace("<AgentID>1000002</AgentID>", sent)
+    with caplog.at_level(logging.WARNING, logger="bot.channels.wechat"):
+        response = served.client.open(**SIM.message_request(message))
+    assert response.status_code == status
+    assert len(served.handler.seen) == (1 if status == 200 else 0)
+    assert ("AgentID" in caplog.text) == (status == 403)

@@ -43,6 +43,7 @@ class WeComConfig:
     previous_encoding_aes_key: str = ""  # accepted during a key rotation
     api_base_url: str = "https://qyapi.weixin.qq.com"
     timestamp_tolerance: int = 300
+    http_timeout: float = 5.0
 
 
 @dataclass(frozen=True)

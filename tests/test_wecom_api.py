@@ -167,20 +167,13 @@ def test_base_url_is_per_instance(store, clock, tmp_path):
     assert WeComClient.API_BASE_URL == "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
-@dataclass(frozen=True)
-class _TimedWeComConfig(WeComConfig):
-    """A [wecom] section with a short http_timeout (WeComConfig itself has no such key yet)."""
-
-    http_timeout: float = 0.2
-
-
 def test_silent_api_times_out(store, clock):
     """An API that never answers fails retryably after the timeout instead of hanging the worker."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
-        cfg = _TimedWeComConfig(corp_id="ww", agent_id="1", secret="s",
-                                api_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        cfg = WeComConfig(corp_id="ww", agent_id="1", secret="s", http_timeout=0.2,
+                          api_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
         with pytest.raises(DeliveryError) as caught:
             WeComPush(cfg, store, clock=clock).send_text(WECOM_USER, "一")
     assert caught.value.retryable and "Timeout" in caught.value.message

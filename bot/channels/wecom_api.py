@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AGENT_ID = re.compile(r"[0-9]{1,10}")
-DEFAULT_HTTP_TIMEOUT = 5.0  # WeComConfig has no http_timeout yet; used until it does
 HOLD_CODES = frozenset({81013})  # user & party & tag all invalid: not in the app's visible range
 TOKEN_CODES = frozenset({40001, 40014, 42001})  # invalid credential / invalid / expired access_token
 RETRY_CODES = frozenset({-1, 45009, 45033})  # system busy, API frequency limit, too many concurrent calls
@@ -89,7 +88,7 @@ class WeComPush(CustomerService):
             raise ConfigError(f"[wecom] agent_id must be the app's numeric AgentId, got {cfg.agent_id!r}")
         self.cfg = cfg
         self.agent_id = int(cfg.agent_id)
-        timeout = getattr(cfg, "http_timeout", DEFAULT_HTTP_TIMEOUT)
+        timeout = cfg.http_timeout
         self.client = _WeComClient(cfg, StoreTokenStorage(store, clock), timeout)
 
     def send_text(self, userid: str, text: str) -> None:

@@ -98,13 +98,6 @@ class RedisState(Store):
         """Delete the conversation state."""
         self.redis.delete(self._key("session", user))
 
-    def begin_turn(self, key: str, user: str, now: float, lease: float = 4.0) -> tuple[Claim, Session, bool]:
-        """Claim in Redis, then load state (Redis) and the held flag (SQL)."""
-        claim = self.claim_message(key, now, lease)
-        if claim.status != "new":
-            return claim, Session(), False
-        return (claim, *self.load_turn(user))
-
     def load_turn(self, user: str) -> tuple[Session, bool]:
         """Session from Redis; tax ID and held messages from SQL."""
         return self.load_session(user), self.inner.has_held(user)

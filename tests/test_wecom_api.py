@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 from wechatpy.enterprise import WeChatClient as WeComClient

@@ -18,8 +18,7 @@ from bot.model import Inbound
 from bot.outbox import MAX_BACKOFF, OutboxWorker, backoff, start_outbox_thread
 from bot.service import BotService
 from bot.store.sql import SqlStore
-from tests.fakes import (OPENID, WECOM_USER, FakeRobot, FakeWeChat, clock, robot,  # noqa: F401 (fixtures)
-                         wechat, wecom)
+from tests.fakes import OPENID, WECOM_USER, FakeRobot, FakeWeChat
 
 TAX_ID = "91110000600037341L"
 

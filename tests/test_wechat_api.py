@@ -12,7 +12,7 @@ from bot.channels.robot import DeliveryError
 from bot.channels.wechat_api import CustomerService
 from bot.config import WeChatConfig
 from bot.store.sql import SqlStore
-from tests.fakes import OPENID, FakeWeChat, clock, wechat  # noqa: F401 (fixtures)
+from tests.fakes import OPENID, FakeWeChat
 
 SEND = "/cgi-bin/message/custom/send"
 

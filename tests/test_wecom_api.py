@@ -13,7 +13,7 @@ from bot.channels.wechat_api import CustomerService
 from bot.channels.wecom_api import WeComPush
 from bot.config import ConfigError, WeChatConfig, WeComConfig
 from bot.store.sql import SqlStore
-from tests.fakes import OPENID, WECOM_USER, FakeWeChat, FakeWeCom, clock, wecom  # noqa: F401 (fixtures)
+from tests.fakes import OPENID, WECOM_USER, FakeWeChat, FakeWeCom
 
 SEND = "/cgi-bin/message/send"
 GETTOKEN = "/cgi-bin/gettoken"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fakes"]  # the fake-API fixtures (clock, wechat, wecom, robot) for every module
+pytest_plugins = ["tests.fakes", "tests.store_cases"]  # fake-API fixtures; `store` over every backend
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

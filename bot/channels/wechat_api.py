@@ -100,48 +100,70 @@ class _Client(WeChatClient):
 
 
 class CustomerService:
-    """Sends customer-service (客服) text messages; errors become DeliveryError for the outbox."""
+    """Sends customer-service (客服) text messages; errors become DeliveryError for the outbox.
+
+    Another API of the family subclasses it and overrides only the hooks: CHANNEL (the name in
+    logs and errors), SEND_PATH, _make_client, _body, _send_error and _token_error.
+    """
+
+    CHANNEL = "wechat"
+    SEND_PATH = "message/custom/send"
 
     def __init__(self, cfg: WeChatConfig, store: Store, clock: Callable[[], float] = time.time):
         """One wechatpy client whose access token lives in `store`, shared with other workers."""
         self.cfg = cfg
-        self.client = _Client(cfg, StoreTokenStorage(store, clock))
+        self.client = self._make_client(cfg, StoreTokenStorage(store, clock))
 
-    def send_text(self, openid: str, text: str) -> None:
-        """Send `text` to `openid`; on a rejected token refresh it once and retry."""
+    def send_text(self, to: str, text: str) -> None:
+        """Send `text` to the user `to`; on a rejected token refresh it once and retry."""
         token = self._token()
         try:
-            self._post(openid, text, token)
+            self._post(to, text, token)
             return
         except _TokenRejected:
-            log.info("wechat: access token rejected, refreshing once")
+            log.info("%s: access token rejected, refreshing once", self.CHANNEL)
         try:
-            self._post(openid, text, self._token(stale=token))
+            self._post(to, text, self._token(stale=token))
         except _TokenRejected as exc:
             raise DeliveryError(True, exc.code, "access token rejected after a refresh") from None
+
+    def _make_client(self, cfg: WeChatConfig, storage: StoreTokenStorage) -> WeChatClient:
+        """The wechatpy client for this API (hook)."""
+        return _Client(cfg, storage)
+
+    def _body(self, to: str, text: str) -> dict:
+        """The JSON of one text message to `to` (hook)."""
+        return {"touser": to, "msgtype": "text", "text": {"content": text}}
+
+    def _send_error(self, exc: WeChatClientException) -> DeliveryError:
+        """What a refused send means for the outbox: retry, hold or give up (hook)."""
+        return _as_delivery_error(exc, "send")
+
+    def _token_error(self, exc: WeChatClientException) -> DeliveryError:
+        """What a refused token fetch means for the outbox (hook)."""
+        return _as_delivery_error(exc, "token")
 
     def _token(self, stale: str | None = None) -> str:
         """The current token (a fresh one when `stale` was rejected); failures are DeliveryErrors."""
         try:
             return self.client.refresh_token(stale) if stale else self.client.access_token
         except WeChatClientException as exc:
-            raise _as_delivery_error(exc, "token") from None
+            raise self._token_error(exc) from None
         except (requests.RequestException, ValueError) as exc:
             raise DeliveryError(True, None, f"token fetch failed: {type(exc).__name__}") from None
 
-    def _post(self, openid: str, text: str, token: str) -> None:
-        """One POST message/custom/send with an explicit token."""
-        data = {"touser": openid, "msgtype": "text", "text": {"content": text}}
+    def _post(self, to: str, text: str, token: str) -> None:
+        """One POST to SEND_PATH with an explicit token; a rejected token raises _TokenRejected."""
         try:
-            result = self.client.post("message/custom/send", data=data, params={"access_token": token})
+            result = self.client.post(self.SEND_PATH, data=self._body(to, text), params={"access_token": token})
         except WeChatClientException as exc:
             if exc.errcode in TOKEN_CODES:
                 raise _TokenRejected(exc.errcode) from None
-            raise _as_delivery_error(exc, "send") from None
+            raise self._send_error(exc) from None
         except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"wechat unreachable: {type(exc).__name__}") from None
+            raise DeliveryError(True, None, f"{self.CHANNEL} unreachable: {type(exc).__name__}") from None
         if not isinstance(result, dict):
-            raise DeliveryError(True, None, "wechat answered something that is not JSON")
+            raise DeliveryError(True, None, f"{self.CHANNEL} answered something that is not JSON")
 
 
 class _TokenRejected(Exception):

@@ -17,7 +17,7 @@ from wechatpy.enterprise import WeChatClient as WeComClient
 from wechatpy.exceptions import WeChatClientException
 
 from bot.channels.robot import DeliveryError
-from bot.channels.wechat_api import CustomerService, StoreTokenStorage, _Client, _TokenRejected, mask
+from bot.channels.wechat_api import CustomerService, StoreTokenStorage, _Client, mask
 from bot.config import ConfigError, WeComConfig
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 AGENT_ID = re.compile(r"[0-9]{1,10}")
 HOLD_CODES = frozenset({81013})  # user & party & tag all invalid: not in the app's visible range
-TOKEN_CODES = frozenset({40001, 40014, 42001})  # invalid credential / invalid / expired access_token
 RETRY_CODES = frozenset({-1, 45009, 45033})  # system busy, API frequency limit, too many concurrent calls
 CREDENTIAL_CODES = frozenset({40001, 40013, 40091})  # gettoken: wrong secret, corp id, secret format
 
@@ -82,46 +81,34 @@ class WeComPush(CustomerService):
     passive reply to their next message instead.
     """
 
+    CHANNEL = "wecom"
+    SEND_PATH = "message/send"
+
     def __init__(self, cfg: WeComConfig, store: Store, clock: Callable[[], float] = time.time):
-        """One wechatpy WeCom client whose access token lives in `store`, shared with other workers."""
+        """One wechatpy WeCom client whose access token lives in `store`; AgentId checked first."""
         if not AGENT_ID.fullmatch(cfg.agent_id):
             raise ConfigError(f"[wecom] agent_id must be the app's numeric AgentId, got {cfg.agent_id!r}")
-        self.cfg = cfg
         self.agent_id = int(cfg.agent_id)
-        timeout = cfg.http_timeout
-        self.client = _WeComClient(cfg, StoreTokenStorage(store, clock), timeout)
+        super().__init__(cfg, store, clock)
 
-    def send_text(self, userid: str, text: str) -> None:
-        """Send `text` to the member `userid`; on a rejected token refresh it once and retry."""
-        super().send_text(userid, text)
+    def _make_client(self, cfg: WeComConfig, storage: StoreTokenStorage) -> WeComClient:
+        """wechatpy's WeCom client with the shared token and the configured timeout."""
+        return _WeComClient(cfg, storage, cfg.http_timeout)
 
-    def _token(self, stale: str | None = None) -> str:
-        """The shared token; a corp id or secret WeCom refuses is a permanent failure, not an outage."""
-        try:
-            return super()._token(stale)
-        except DeliveryError as exc:
-            if exc.code in CREDENTIAL_CODES:
-                raise DeliveryError(False, exc.code, exc.message) from None
-            raise
+    def _body(self, userid: str, text: str) -> dict:
+        """A text app message from this app to one member."""
+        return {"touser": userid, "msgtype": "text", "agentid": self.agent_id, "text": {"content": text}}
 
-    def _post(self, userid: str, text: str, token: str) -> None:
-        """One POST message/send (a text app message to one member) with an explicit token."""
-        data = {"touser": userid, "msgtype": "text", "agentid": self.agent_id, "text": {"content": text}}
-        try:
-            result = self.client.post("message/send", data=data, params={"access_token": token})
-        except WeChatClientException as exc:
-            if exc.errcode in TOKEN_CODES:
-                raise _TokenRejected(exc.errcode) from None
-            raise _push_error(exc) from None
-        except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"wecom unreachable: {type(exc).__name__}") from None
-        if not isinstance(result, dict):
-            raise DeliveryError(True, None, "wecom answered something that is not JSON")
+    def _send_error(self, exc: WeChatClientException) -> DeliveryError:
+        """Not in the app's visible range holds; busy and rate limits retry; anything else gives up."""
+        code, message = exc.errcode, f"send: {exc.errmsg}"
+        if code in HOLD_CODES:
+            return DeliveryError(False, code, message, hold=True)
+        return DeliveryError(code is None or code in RETRY_CODES, code, message)
 
-
-def _push_error(exc: WeChatClientException) -> DeliveryError:
-    """Map a WeCom send error to the outbox's hold / retry / give-up decision."""
-    code, message = exc.errcode, f"send: {exc.errmsg}"
-    if code in HOLD_CODES:
-        return DeliveryError(False, code, message, hold=True)
-    return DeliveryError(code is None or code in RETRY_CODES, code, message)
+    def _token_error(self, exc: WeChatClientException) -> DeliveryError:
+        """A corp id or secret WeCom refuses is a permanent failure, not an outage."""
+        error = super()._token_error(exc)
+        if exc.errcode in CREDENTIAL_CODES:
+            return DeliveryError(False, error.code, error.message)
+        return error

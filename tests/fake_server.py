@@ -101,6 +101,11 @@ class FakeServer:
         body = {"errcode": errcode, "errmsg": "injected failure"} if errcode is not None else {}
         self.failures.extend([(path, status, body)] * times)
 
+    def calls_to(self, path: str) -> int:
+        """How many requests reached `path` so far."""
+        with self.lock:
+            return sum(call["path"] == path for call in self.calls)
+
     def answer(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, dict]:
         """Record the call, apply outages and injected failures, then route it."""
         with self.lock:

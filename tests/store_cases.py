@@ -1,5 +1,5 @@
-"""The Store contract's shared cases: one `store` fixture over every backend and the helpers
-that fill it. tests/conftest.py registers this module as a plugin for test_store*.py.
+"""Stores for tests: the `store` fixture (a SQLite file; every backend with @all_backends()) and
+the helpers that fill it. tests/conftest.py registers this module as a plugin.
 """
 from __future__ import annotations
 
@@ -51,10 +51,8 @@ def redis_prefix(redis_url):
 
 @pytest.fixture
 def spec(request, tmp_path):
-    """The backend description for the parametrized `backend` name."""
-    kind = getattr(request, "param", None)
-    if kind is None:
-        pytest.fail("parametrize the store with @all_backends() to use the `spec` / `store` fixtures")
+    """The backend description for the `spec` parameter (a SQLite file when not parametrized)."""
+    kind = getattr(request, "param", "sqlite")
     if kind == "postgres":
         return {"url": request.getfixturevalue("pg_schema")}
     if kind == "memory":

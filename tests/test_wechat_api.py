@@ -1,4 +1,8 @@
-"""Customer-service messages through wechatpy against the fake WeChat API on 127.0.0.1."""
+"""Customer-service messages through wechatpy against the fake WeChat API on 127.0.0.1.
+
+The send → refresh once → resend flow and the shared token are CustomerService's; WeComPush
+inherits them, so those scenarios run over both clients (`case`).
+"""
 from __future__ import annotations
 
 import logging
@@ -6,47 +10,101 @@ import socket
 import threading
 
 import pytest
-from wechatpy import WeChatClient
 
 from bot.channels.robot import DeliveryError
-from bot.channels.wechat_api import CustomerService
-from bot.config import WeChatConfig
 from bot.store.sql import SqlStore
-from tests.fakes import OPENID, FakeWeChat
+from tests.api_cases import CASES, make_cs
+from tests.fakes import OPENID
 
 SEND = "/cgi-bin/message/custom/send"
+TEXT = "您的工单 T000001 已处理：请重新登录 → 数电配置"
+
+
+@pytest.fixture(params=CASES, ids=lambda case: case.name)
+def case(request):
+    """Each push client with what differs about its API."""
+    return request.param
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A real store on a temporary SQLite file."""
-    store = SqlStore(f"sqlite:///{tmp_path}/bot.db")
-    yield store
-    store.close()
+def fake(case, clock):
+    """The case's fake API on the fake clock, its test user reachable."""
+    with case.serve(clock) as served:
+        yield served
 
 
-def make_cs(fake: FakeWeChat, store, clock) -> CustomerService:
-    """A CustomerService pointed at `fake`."""
-    cfg = WeChatConfig(app_id=fake.app_id, app_secret=fake.secret, api_base_url=fake.url,
-                       http_timeout=5.0)
-    return CustomerService(cfg, store, clock=clock)
+def test_send_text_reaches_the_recipient(case, fake, store, clock):
+    """A text message arrives at the customer or member with one token fetch."""
+    case.connect(fake, store, clock).send_text(case.user, TEXT)
+    assert fake.messages == [(case.user, TEXT)]
+    assert fake.calls_to(case.token_path) == 1
 
 
-def test_send_text_reaches_the_customer(wechat, store, clock):
-    """A text message arrives at the customer with one token fetch."""
-    make_cs(wechat, store, clock).send_text(OPENID, "您的工单 T000001 已处理：请重新登录 → 数电配置")
-    assert wechat.messages == [(OPENID, "您的工单 T000001 已处理：请重新登录 → 数电配置")]
-    assert wechat.token_fetches == 1
-
-
-def test_token_is_shared_by_workers_through_the_store(wechat, store, clock):
+def test_token_is_shared_by_workers_through_the_store(case, fake, store, clock):
     """Two workers over one store fetch the access token once between them."""
-    first, second = make_cs(wechat, store, clock), make_cs(wechat, store, clock)
-    first.send_text(OPENID, "一")
-    second.send_text(OPENID, "二")
-    first.send_text(OPENID, "三")
-    assert [text for _, text in wechat.messages] == ["一", "二", "三"]
-    assert wechat.token_fetches == 1
+    first, second = case.connect(fake, store, clock), case.connect(fake, store, clock)
+    for client, text in ((first, "一"), (second, "二"), (first, "三")):
+        client.send_text(case.user, text)
+    assert [text for _, text in fake.messages] == ["一", "二", "三"]
+    assert fake.calls_to(case.token_path) == 1
+
+
+@pytest.mark.parametrize("reject", ["expired", "unknown", 42001])
+def test_rejected_token_is_refreshed_once_and_the_send_retried(case, fake, store, clock, reject):
+    """When the API rejects the token the message still goes out, once, after one refresh."""
+    client = case.connect(fake, store, clock)
+    client.send_text(case.user, "一")
+    if reject == "expired":
+        fake.expire_tokens()  # 42001 from the fake's own expiry check
+    else:
+        fake.fail_next(case.send_path, errcode=case.bad_token if reject == "unknown" else reject)
+    client.send_text(case.user, "二")
+    assert [text for _, text in fake.messages] == ["一", "二"]
+    assert fake.calls_to(case.token_path) == 2
+
+
+def test_token_rejected_twice_is_a_retryable_failure(case, fake, store, clock):
+    """A token rejected again right after a refresh is not retried in a loop."""
+    fake.fail_next(case.send_path, errcode=case.bad_token, times=3)
+    with pytest.raises(DeliveryError) as caught:
+        case.connect(fake, store, clock).send_text(case.user, "一")
+    assert caught.value.retryable and not caught.value.hold
+    assert (fake.calls_to(case.token_path), fake.messages) == (2, [])
+
+
+def test_base_url_is_per_instance(case, store, clock, tmp_path):
+    """Two accounts on two API hosts each reach their own host (no shared class attribute)."""
+    other_store = SqlStore(f"sqlite:///{tmp_path}/other.db")
+    with case.serve(clock) as one, case.serve(clock, **case.other) as two:
+        case.connect(one, store, clock).send_text(case.user, "to one")
+        case.connect(two, other_store, clock).send_text(case.user, "to two")
+        assert (one.messages, two.messages) == ([(case.user, "to one")], [(case.user, "to two")])
+    other_store.close()
+    assert case.library.API_BASE_URL == case.library_url
+
+
+def test_silent_api_times_out(case, fake, store, clock):
+    """An API that never answers fails retryably after cfg.http_timeout instead of hanging the worker."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        client = case.connect(fake, store, clock, http_timeout=0.2,
+                              api_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with pytest.raises(DeliveryError) as caught:
+            client.send_text(case.user, "一")
+    assert caught.value.retryable and "Timeout" in caught.value.message
+
+
+def test_logs_name_the_channel_never_secret_or_token(case, fake, store, clock, caplog):
+    """Fetching and refreshing are logged under the client's channel, with nothing a reader could reuse."""
+    caplog.set_level(logging.INFO)
+    client = case.connect(fake, store, clock)
+    client.send_text(case.user, "一")
+    fake.expire_tokens()
+    client.send_text(case.user, "二")
+    assert f"{case.name}: fetching access token" in caplog.text
+    assert f"{case.name}: access token rejected, refreshing once" in caplog.text
+    assert fake.secret not in caplog.text and fake.TOKEN_PREFIX not in caplog.text
 
 
 def test_concurrent_first_sends_fetch_one_token(wechat, store, clock):
@@ -84,32 +142,7 @@ def test_token_is_refreshed_before_it_expires(wechat, store, clock, later, fetch
     cs.send_text(OPENID, "二")
     assert wechat.token_fetches == fetches
     assert len(wechat.messages) == 2
-    assert sum(call["path"] == SEND for call in wechat.calls) == 2  # no send was rejected
-
-
-@pytest.mark.parametrize("reject", [
-    lambda fake: fake.expire_tokens(),  # 42001
-    lambda fake: fake.fail_next(SEND, errcode=40001),
-    lambda fake: fake.fail_next(SEND, errcode=42001),
-])
-def test_rejected_token_is_refreshed_once_and_the_send_retried(wechat, store, clock, reject):
-    """When WeChat rejects the token the message still goes out, once, after one refresh."""
-    cs = make_cs(wechat, store, clock)
-    cs.send_text(OPENID, "一")
-    reject(wechat)
-    cs.send_text(OPENID, "二")
-    assert [text for _, text in wechat.messages] == ["一", "二"]
-    assert wechat.token_fetches == 2
-
-
-def test_token_rejected_twice_is_a_retryable_failure(wechat, store, clock):
-    """A token rejected again right after a refresh is not retried in a loop."""
-    wechat.fail_next(SEND, errcode=40001, times=3)
-    with pytest.raises(DeliveryError) as caught:
-        make_cs(wechat, store, clock).send_text(OPENID, "一")
-    assert caught.value.retryable and not caught.value.hold
-    assert wechat.token_fetches == 2
-    assert wechat.messages == []
+    assert wechat.calls_to(SEND) == 2  # no send was rejected
 
 
 def _window_closed(fake):
@@ -159,39 +192,3 @@ def test_other_failures_say_whether_to_retry(wechat, store, clock, breakage, ret
         cs.send_text(OPENID, "一")
     assert (caught.value.retryable, caught.value.hold, caught.value.code) == (retryable, False, code)
     assert wechat.messages == []
-
-
-def test_base_url_is_per_instance(store, clock, tmp_path):
-    """Two accounts on two API hosts each reach their own host (no shared class attribute)."""
-    other_store = SqlStore(f"sqlite:///{tmp_path}/other.db")
-    with FakeWeChat(clock=clock) as one, FakeWeChat(app_id="wx-other", clock=clock) as two:
-        for fake in (one, two):
-            fake.user_message(OPENID)
-        make_cs(one, store, clock).send_text(OPENID, "to one")
-        make_cs(two, other_store, clock).send_text(OPENID, "to two")
-        assert (one.messages, two.messages) == ([(OPENID, "to one")], [(OPENID, "to two")])
-    other_store.close()
-    assert WeChatClient.API_BASE_URL == "https://api.weixin.qq.com/cgi-bin/"
-
-
-def test_silent_api_times_out(store, clock):
-    """An API that never answers fails retryably after cfg.http_timeout."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(1)
-        cfg = WeChatConfig(app_id="wx", app_secret="s", http_timeout=0.2,
-                           api_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
-        with pytest.raises(DeliveryError) as caught:
-            CustomerService(cfg, store, clock=clock).send_text(OPENID, "一")
-    assert caught.value.retryable and "Timeout" in caught.value.message
-
-
-def test_logs_never_show_secret_or_token(wechat, store, clock, caplog):
-    """Refreshing and sending log nothing a reader could reuse."""
-    caplog.set_level(logging.INFO)
-    cs = make_cs(wechat, store, clock)
-    cs.send_text(OPENID, "一")
-    wechat.expire_tokens()
-    cs.send_text(OPENID, "二")
-    assert wechat.secret not in caplog.text
-    assert "TOKEN-" not in caplog.text

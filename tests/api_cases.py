@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import pytest
 from wechatpy import WeChatClient
 from wechatpy.enterprise import WeChatClient as WeComClient
 
+from bot.channels.robot import DeliveryError
 from bot.channels.wechat_api import CustomerService
 from bot.channels.wecom_api import WeComPush
 from bot.config import WeChatConfig, WeComConfig
@@ -36,6 +38,14 @@ def make_cs(fake: FakeWeChat, store, clock, **change) -> CustomerService:
 def make_push(fake: FakeWeCom, store, clock, **change) -> WeComPush:
     """A WeComPush pointed at `fake`."""
     return WeComPush(wecom_config(fake, **change), store, clock=clock)
+
+
+def refusal(client: CustomerService, user: str, fake: TokenServer) -> tuple[bool, bool, int | None]:
+    """Send to `user` expecting a DeliveryError with nothing delivered: its (retryable, hold, code)."""
+    with pytest.raises(DeliveryError) as caught:
+        client.send_text(user, "您的工单已处理")
+    assert fake.messages == []
+    return caught.value.retryable, caught.value.hold, caught.value.code
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from bot.channels.robot import DeliveryError
 from bot.store.sql import SqlStore
-from tests.api_cases import CASES, make_cs
+from tests.api_cases import CASES, make_cs, refusal
 from tests.fakes import OPENID
 
 SEND = "/cgi-bin/message/custom/send"
@@ -66,10 +66,22 @@ def test_rejected_token_is_refreshed_once_and_the_send_retried(case, fake, store
 def test_token_rejected_twice_is_a_retryable_failure(case, fake, store, clock):
     """A token rejected again right after a refresh is not retried in a loop."""
     fake.fail_next(case.send_path, errcode=case.bad_token, times=3)
-    with pytest.raises(DeliveryError) as caught:
-        case.connect(fake, store, clock).send_text(case.user, "一")
-    assert caught.value.retryable and not caught.value.hold
-    assert (fake.calls_to(case.token_path), fake.messages) == (2, [])
+    assert refusal(case.connect(fake, store, clock), case.user, fake) == (True, False, case.bad_token)
+    assert fake.calls_to(case.token_path) == 2
+
+
+@pytest.mark.parametrize("breakage, code", [
+    (lambda case, fake: fake.down("500"), None),
+    (lambda case, fake: fake.down("refused"), None),
+    (lambda case, fake: fake.fail_next(case.send_path, errcode=-1), -1),
+    (lambda case, fake: fake.fail_next(case.send_path, errcode=45009), 45009),
+    (lambda case, fake: fake.fail_next(case.token_path, status=502), None),
+], ids=["500", "refused", "busy", "rate-limit", "token-502"])
+def test_outages_and_busy_answers_are_retried_later(case, fake, store, clock, breakage, code):
+    """An API that is down, busy or over its rate limit fails retryably; nothing is held."""
+    client = case.connect(fake, store, clock)
+    breakage(case, fake)
+    assert refusal(client, case.user, fake) == (True, False, code)
 
 
 def test_base_url_is_per_instance(case, store, clock, tmp_path):
@@ -169,26 +181,15 @@ def _unverified(fake):
 def test_closed_window_holds_the_message(wechat, store, clock, situation, code):
     """Window closed, quota used or API unauthorized: hold for the next passive reply."""
     situation(wechat)
-    with pytest.raises(DeliveryError) as caught:
-        make_cs(wechat, store, clock).send_text(OPENID, "您的工单已处理")
-    assert (caught.value.hold, caught.value.retryable, caught.value.code) == (True, False, code)
-    assert wechat.messages == []
+    assert refusal(make_cs(wechat, store, clock), OPENID, wechat) == (False, True, code)
 
 
-@pytest.mark.parametrize("breakage, retryable, code", [
-    (lambda fake: fake.down("500"), True, None),
-    (lambda fake: fake.down("refused"), True, None),
-    (lambda fake: fake.fail_next(SEND, errcode=-1), True, -1),
-    (lambda fake: fake.fail_next(SEND, errcode=45009), True, 45009),
-    (lambda fake: fake.fail_next(SEND, errcode=40003), False, 40003),
-    (lambda fake: fake.fail_next("/cgi-bin/token", status=502), True, None),
-    (lambda fake: setattr(fake, "secret", "rotated"), False, 40125),
-])
-def test_other_failures_say_whether_to_retry(wechat, store, clock, breakage, retryable, code):
-    """Outages and busy answers are retried later; a bad openid or secret is not; none hold."""
+@pytest.mark.parametrize("breakage, code", [
+    (lambda fake: fake.fail_next(SEND, errcode=40003), 40003),
+    (lambda fake: setattr(fake, "secret", "rotated"), 40125),
+], ids=["bad-openid", "wrong-secret"])
+def test_bad_openid_or_secret_is_not_retried(wechat, store, clock, breakage, code):
+    """A send to an openid WeChat does not know, or with a rotated secret, gives up; none hold."""
     cs = make_cs(wechat, store, clock)
     breakage(wechat)
-    with pytest.raises(DeliveryError) as caught:
-        cs.send_text(OPENID, "一")
-    assert (caught.value.retryable, caught.value.hold, caught.value.code) == (retryable, False, code)
-    assert wechat.messages == []
+    assert refusal(cs, OPENID, wechat) == (False, False, code)

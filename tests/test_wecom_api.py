@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.robot import DeliveryError
 from bot.config import ConfigError
-from tests.api_cases import make_cs, make_push
+from tests.api_cases import make_cs, make_push, refusal
 from tests.fakes import OPENID, WECOM_USER, FakeWeChat, FakeWeCom
 
 SEND = "/cgi-bin/message/send"
@@ -52,30 +51,19 @@ def test_token_is_refreshed_before_it_expires(wecom, store, clock, later, gettok
 
 def test_member_outside_the_app_scope_is_held(wecom, store, clock):
     """81013 (not in the app's visible range) holds the text for the member's next passive reply."""
-    with pytest.raises(DeliveryError) as caught:
-        make_push(wecom, store, clock).send_text("LiSi", "您的工单已处理")
-    assert (caught.value.hold, caught.value.retryable, caught.value.code) == (True, False, 81013)
-    assert wecom.messages == []
+    assert refusal(make_push(wecom, store, clock), "LiSi", wecom) == (False, True, 81013)
 
 
-@pytest.mark.parametrize("breakage, retryable, code", [
-    (lambda fake: fake.down("500"), True, None),
-    (lambda fake: fake.down("refused"), True, None),
-    (lambda fake: fake.fail_next(SEND, errcode=-1), True, -1),
-    (lambda fake: fake.fail_next(SEND, errcode=45009), True, 45009),
-    (lambda fake: fake.fail_next(GETTOKEN, status=502), True, None),
-    (lambda fake: setattr(fake, "agent_id", 1000003), False, 40056),
-    (lambda fake: setattr(fake, "secret", "rotated"), False, 40001),
-    (lambda fake: setattr(fake, "corp_id", "ww-other-corp"), False, 40013),
-], ids=["500", "refused", "busy", "rate-limit", "gettoken-502", "wrong-agent", "wrong-secret", "wrong-corp"])
-def test_other_failures_say_whether_to_retry(wecom, store, clock, breakage, retryable, code):
-    """Outages, busy and rate-limit answers are retried later; wrong credentials are not; none hold."""
+@pytest.mark.parametrize("breakage, code", [
+    (lambda fake: setattr(fake, "agent_id", 1000003), 40056),
+    (lambda fake: setattr(fake, "secret", "rotated"), 40001),
+    (lambda fake: setattr(fake, "corp_id", "ww-other-corp"), 40013),
+], ids=["wrong-agent", "wrong-secret", "wrong-corp"])
+def test_wrong_credentials_are_not_retried(wecom, store, clock, breakage, code):
+    """A wrong AgentId, secret or corp id gives up instead of retrying an outage; none hold."""
     push = make_push(wecom, store, clock)
     breakage(wecom)
-    with pytest.raises(DeliveryError) as caught:
-        push.send_text(WECOM_USER, "一")
-    assert (caught.value.retryable, caught.value.hold, caught.value.code) == (retryable, False, code)
-    assert wecom.messages == []
+    assert refusal(push, WECOM_USER, wecom) == (False, False, code)
 
 
 @pytest.mark.parametrize("agent_id", ["", "agent-7", "10000０2"])

@@ -15,8 +15,9 @@ each group: STILL (还是/仍然/依然/还/仍), MISSING (不显示/没有/没�
 and UPDATED (更新/同步/刷新/重新登录). "更新了还是没有" qualifies; "还是不显示" (no update
 mentioned) goes to the matcher as usual.
 
-FAQ replies and follow-up texts are separate Reply actions; the caller joins them with a blank
-line and can shorten the FAQ part alone (Reply.answer_id) without losing the question after it.
+FAQ replies and follow-up texts are separate Reply actions with the full FAQ text; the caller
+joins them with a blank line and, past WeChat's byte limit, swaps the FAQ part (Reply.answer_id)
+for its short version with an absolute link — it knows the public URL — keeping the question.
 """
 from __future__ import annotations
 
@@ -195,14 +196,14 @@ def _answer(state: Session, intent_id: str, text: str, kb: KnowledgeBase, now: f
     if intent.then == "handoff" and intent.collect != "tax_id":
         return state, [LogHit(intent_id), CreateTicket("human", intent_id, text)]
     if intent.collect != "tax_id":
-        return state, [LogHit(intent_id), Reply(kb.render_answer(intent_id), answer_id=intent_id)]
+        return state, [LogHit(intent_id), Reply(kb.render(intent_id), answer_id=intent_id)]
     given = find_tax_id(text)
     if given.status == VALID:
         flow = replace(state, stage=Stage.AWAITING_TAX_ID, purpose=intent_id, question=text)
         new, actions = _accept(flow, given.value, (), text, kb, now)
         return new, [LogHit(intent_id), *actions]
     if intent.then == "cache_key" and state.tax_id:
-        reply = kb.render_answer(intent_id, tax_id=state.tax_id)
+        reply = kb.render(intent_id, tax_id=state.tax_id)
         return state, [LogHit(intent_id), Reply(reply, answer_id=intent_id)]
     return _ask_tax_id(state, intent_id, text, given, kb, now)
 
@@ -211,7 +212,7 @@ def _ask_tax_id(state: Session, intent_id: str, text: str, given, kb, now: float
     """The answer, then ask for the tax ID (or to confirm the remembered one)."""
     known = state.tax_id if kb.intents[intent_id].then == "handoff" else ""
     new = replace(state, stage=Stage.AWAITING_TAX_ID, purpose=intent_id, question=text)
-    actions: list[Action] = [LogHit(intent_id), Reply(kb.render_answer(intent_id), answer_id=intent_id)]
+    actions: list[Action] = [LogHit(intent_id), Reply(kb.render(intent_id), answer_id=intent_id)]
     if given.status == BAD_CHECK_DIGIT:
         new = replace(new, last_rejected=given.value)
         actions.append(_text(kb, "tax-id-invalid", value=given.value, reason="check digit"))
@@ -263,6 +264,6 @@ def _accept(state: Session, tax_id: str, flags: tuple[str, ...], text: str, kb, 
     elif intent is not None and intent.then == "cache_key":
         actions.append(_text(kb, "tax-id-cached-key", tax_id=tax_id))
     elif intent is not None:
-        reply = kb.render_answer(intent.id, tax_id=tax_id)
+        reply = kb.render(intent.id, tax_id=tax_id)
         actions.append(Reply(reply, answer_id=intent.id))
     return idle, actions

@@ -145,16 +145,24 @@ class KnowledgeBase:
         context = ({"tax_id": "", "answer_url": ""} if is_intent else {}) | variables
         return self.templates[name].render(**context).strip()
 
+    def answer_url(self, intent_id: str, public_url: str = "") -> str:
+        """Link to an FAQ's web page (/answers/<id>), absolute when public_url is known."""
+        return f"{public_url.rstrip('/')}/answers/{intent_id}"
+
+    def short_answer(self, intent_id: str, public_url: str = "", **variables) -> str | None:
+        """The steps-plus-link version of an answer, or None when its file has no `short`."""
+        name = f"{intent_id}#short"
+        if name not in self.templates:
+            return None
+        return self.render(name, answer_url=self.answer_url(intent_id, public_url), **variables)
+
     def render_answer(self, intent_id: str, public_url: str = "", **variables) -> str:
         """The reply for an intent, shortened to its `short` template past the byte limit."""
-        url = f"{public_url.rstrip('/')}/answers/{intent_id}" if public_url else f"/answers/{intent_id}"
-        text = self.render(intent_id, answer_url=url, **variables)
+        text = self.render(intent_id, answer_url=self.answer_url(intent_id, public_url), **variables)
         if len(text.encode("utf-8")) <= REPLY_LIMIT_BYTES:
             return text
-        short_name = f"{intent_id}#short"
-        if short_name in self.templates:
-            return self.render(short_name, answer_url=url, **variables)
-        return text  # `check` reports this; the channel still never cuts mid-step
+        # `check` reports an over-long answer without `short`; the reply is never cut mid-step
+        return self.short_answer(intent_id, public_url, **variables) or text
 
 
 def _compile(env, name, source, path, line, problems, templates, sources) -> None:

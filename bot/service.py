@@ -90,11 +90,9 @@ class BotService:
         return fit_bytes(reply, REPLY_LIMIT_BYTES, "\n…") if reply else None
 
     def _short(self, text: str, answer_id: str | None) -> str:
-        """The steps-plus-link version of an FAQ reply, when it has one."""
-        name = f"{answer_id}#short"
-        if answer_id and name in self.kb.templates:
-            return self.kb.render(name, answer_url=f"{self.public_url.rstrip('/')}/answers/{answer_id}")
-        return text
+        """The steps-plus-link version of an FAQ reply (its full text when it has none)."""
+        short = self.kb.short_answer(answer_id, self.public_url) if answer_id else None
+        return short or text
 
     # -- action performers: each returns [(reply text, answer id)] ----------------------------
 

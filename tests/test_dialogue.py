@@ -61,7 +61,7 @@ def resolve(kb, expected: list) -> list:
         if isinstance(item, T):
             out.append(Reply(kb.render(item.name, **dict(item.vars))))
         elif isinstance(item, A):
-            out.append(Reply(kb.render_answer(item.intent, tax_id=item.tax_id), answer_id=item.intent))
+            out.append(Reply(kb.render(item.intent, tax_id=item.tax_id), answer_id=item.intent))
         else:
             out.append(item)
     return out

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from bot.app import build_parts
-from bot.config import OpsConfig, StorageConfig, load_config
+from bot.config import OpsConfig, ServerConfig, StorageConfig, load_config
 from bot.model import Inbound
+from tests.conftest import ROOT
 from tests.fakes import FakeClock
 
 TAX_ID = "91110108551385082Q"
@@ -189,3 +190,24 @@ def test_a_waiting_retry_takes_over_when_the_first_attempt_dies(parts, clock):
     reply = say(parts, "乐企通道不显示", "m1")
     assert reply and "通道类型" in reply
     assert parts.store.claim_message("wechat:m1", clock()).reply == reply
+
+
+def test_an_over_long_answer_becomes_its_steps_with_an_absolute_link(tmp_path, clock):
+    answers = tmp_path / "answers"
+    (answers / "texts").mkdir(parents=True)
+    for src in (ROOT / "answers" / "texts").glob("*.md"):
+        (answers / "texts" / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    for src in (ROOT / "answers").glob("*.md"):
+        (answers / src.name).write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    long_body = "\n".join(f"{i}. 打开发票列表，找到需要重新打印的那张发票，再点打印" * 6 for i in range(1, 12))
+    (answers / "invoice-reprint.md").write_text(
+        "---\nid: invoice-reprint\ntitle: 重新打印发票\nquestion: 发票怎么重新打印\nkind: faq\n"
+        "keywords: [打印, 重打]\nshort: \"1. 发票列表 → 打印\\n详细步骤：{{ answer_url }}\"\n---\n" + long_body,
+        encoding="utf-8")
+    config = replace(load_config(None), answers_dir=answers,
+                     storage=StorageConfig(url=f"sqlite:///{tmp_path}/bot.db"),
+                     server=ServerConfig(public_url="https://bot.example.com"))
+    built = build_parts(config)
+    built.service.clock = clock
+    reply = say(built, "发票怎么重新打印", "m1")
+    assert reply == "1. 发票列表 → 打印\n详细步骤：https://bot.example.com/answers/invoice-reprint"

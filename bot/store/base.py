@@ -70,22 +70,12 @@ class Store:
 
     def load_turn(self, user: str) -> tuple[Session, bool]:
         """The user's session and whether held customer messages wait for their next reply."""
-        return self.load_session(user), self.has_held(user)
+        raise NotImplementedError
 
     def finish_turn(self, turn: TurnRecord) -> None:
-        """Write a handled message's outcome: reply (dedupe), state, transcript, analytics."""
-        for direction, text in turn.lines:
-            self.log_message(turn.user, direction, text, turn.now)
-        for intent in turn.hits:
-            self.log_hit(intent, turn.now)
-        for text in turn.unanswered:
-            self.log_unanswered(turn.user, text, turn.now)
-        if turn.end_session:
-            self.end_session(turn.user)
-        elif turn.session is not None:
-            self.save_session(turn.user, turn.session)
-        if turn.key:
-            self.finish_message(turn.key, turn.reply, turn.now)
+        """Write a handled message's outcome in one transaction: reply (dedupe), state,
+        transcript, analytics."""
+        raise NotImplementedError
 
     def has_held(self, user: str) -> bool:
         """True when customer messages are held for this user's next passive reply."""

@@ -21,15 +21,19 @@ def _inbound(user: str, line: str) -> Inbound:
 
 
 def _mark_done(parts, user: str) -> str:
-    """Resolve the user's newest open ticket and deliver held follow-ups as ops would."""
+    """Resolve the user's newest open ticket and show its follow-up; other users' rows stay queued."""
     open_tickets = parts.store.list_tickets(status="open", user=user)
     if not open_tickets:
         return "（没有处理中的工单）"
     ticket = parts.desk.resolve(open_tickets[0].id)
     rows = parts.store.claim_outbox(time.time(), limit=50, target="customer")
-    texts = [row.payload["text"] for row in rows if row.user == user]
+    texts = []
     for row in rows:
-        parts.store.outbox_sent(row.id, time.time())
+        if row.user == user:
+            texts.append(row.payload["text"])
+            parts.store.outbox_sent(row.id, time.time())
+        else:  # a chat against a shared store must not swallow real customers' messages
+            parts.store.outbox_retry(row.id, row.next_at, "released by chat")
     return f"（运营已处理 {ticket.number}）\n" + "\n".join(texts)
 
 

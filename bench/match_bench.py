@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.kb import load_kb  # noqa: E402
-from bot.matcher import attach_matcher  # noqa: E402
+from bot.understanding.matcher import attach_matcher  # noqa: E402
 
 WORDS = ("乐企", "联用", "数电", "配置", "通道", "发票", "税号", "缓存", "单位", "接入", "使用", "账号",
          "登录", "同步", "更新", "红字", "蓝字", "额度", "授信", "开具", "作废", "冲红", "邮箱", "短信",

@@ -47,7 +47,7 @@ def read_eval_rows(path) -> list[dict]:
 def _matcher(kb):
     """The kb's matcher, attaching one when the kb has none yet."""
     if kb.matcher is None:
-        from bot.matcher import attach_matcher
+        from bot.understanding.matcher import attach_matcher
 
         attach_matcher(kb)
     return kb.matcher

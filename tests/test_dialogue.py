@@ -9,7 +9,7 @@ import pytest
 
 from bot.dialogue import step
 from bot.kb import load_kb
-from bot.matcher import attach_matcher
+from bot.understanding.matcher import attach_matcher
 from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId,
                        Inbound, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
                        Stage)

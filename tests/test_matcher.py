@@ -7,7 +7,7 @@ import pytest
 
 from bot.config import MatchingConfig
 from bot.kb import load_kb
-from bot.matcher import ANSWER_THRESHOLD, Match, Matcher, attach_matcher
+from bot.understanding.matcher import ANSWER_THRESHOLD, Match, Matcher, attach_matcher
 from tests.conftest import ROOT
 
 

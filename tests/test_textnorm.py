@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
+from bot.understanding.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
 
 KB_READINGS = frozenset({"le", "qi", "lian", "yon", "tong", "dao"})
 

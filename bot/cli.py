@@ -16,7 +16,7 @@ from bot.kb import KBError
 log = logging.getLogger("bot")
 MEMORY_URL = "sqlite://"
 # Subcommands that run without any config (shipped answers/, in-memory state).
-CONFIG_OPTIONAL = {"chat", "match", "check", "eval"}
+CONFIG_OPTIONAL = {"chat", "match", "check", "eval", "explain"}
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -88,6 +88,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    """Why the matcher decided what it did about one question."""
+    from bot.tools.explain import explanation, format_explanation
+
+    data = explanation(_parts(args).kb.matcher, args.question)
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else format_explanation(data))
+    return 0
+
+
 def cmd_report(args) -> int:
     """Unanswered questions, hits per intent, tickets by status (from the store)."""
     from bot.report import format_store_report
@@ -148,7 +157,7 @@ def cmd_init_db(args) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve, "chat": cmd_chat, "match": cmd_match, "check": cmd_check, "eval": cmd_eval,
-    "report": cmd_report, "tickets": cmd_tickets, "worker": cmd_worker, "init-db": cmd_init_db,
+    "explain": cmd_explain, "report": cmd_report, "tickets": cmd_tickets, "worker": cmd_worker, "init-db": cmd_init_db,
 }
 
 
@@ -170,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", parents=[common], help="evaluate matching on a JSONL file")
     evaluate.add_argument("file")
     evaluate.add_argument("--json", action="store_true")
+    explain = sub.add_parser("explain", parents=[common], help="why a question matched what it did")
+    explain.add_argument("question")
+    explain.add_argument("--json", action="store_true")
     report = sub.add_parser("report", parents=[common], help="unanswered questions and hits")
     report.add_argument("--json", action="store_true")
     tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve tickets")

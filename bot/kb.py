@@ -40,6 +40,7 @@ class Intent:
     needs: tuple[tuple[str, ...], ...] = ()  # any one: all its concepts present = this need
     follow_ups: tuple[tuple[str, ...], ...] = ()  # needs judged on the whole message (short follow-ups)
     excludes: tuple[tuple[str, ...], ...] = ()  # any one present in the message: not this need
+    min_coverage: float | None = None  # share of the words around the need that must be its own
 
 
 # Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
@@ -114,6 +115,16 @@ def _alternatives(value, where: str, problems: list[str]) -> tuple[tuple[str, ..
     return tuple(out)
 
 
+def _coverage(value, where: str, problems: list[str]) -> float | None:
+    """`coverage`: a number in (0, 1], or absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        problems.append(f"{where}: coverage must be a number in (0, 1], not {value!r}")
+        return None
+    return float(value)
+
+
 def _parse_concepts(meta: dict, where: str, problems: list[str]) -> tuple[tuple, tuple, tuple, tuple]:
     """The front matter's own `concepts`, its `needs`, `follow_ups` and `excludes`; names must be known."""
     from bot.understanding.lexicon import lexicon, parse_concept
@@ -132,7 +143,10 @@ def _parse_concepts(meta: dict, where: str, problems: list[str]) -> tuple[tuple,
     follow_ups = _alternatives(meta.get("follow_ups"), f"{where} follow_ups", problems)
     excludes = _alternatives(meta.get("excludes"), f"{where} excludes", problems)
     known = {c.name for c in own} | set(lexicon().concepts)
-    for name in sorted({n for alt in needs + follow_ups + excludes for n in alt} - known):
+    for alt in needs + follow_ups:
+        if all(n.startswith("-") for n in alt):
+            problems.append(f"{where}: needs line {list(alt)} names only absent concepts")
+    for name in sorted({n.lstrip("-") for alt in needs + follow_ups + excludes for n in alt} - known):
         problems.append(f"{where}: unknown concept '{name}' (define it under concepts, or use one of lexicon.yaml)")
     return tuple(own), needs, follow_ups, excludes
 
@@ -165,6 +179,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     concepts, needs, follow_ups, excludes = _parse_concepts(meta, where, problems)
     intent = Intent(
         concepts=concepts, needs=needs, follow_ups=follow_ups, excludes=excludes,
+        min_coverage=_coverage(meta.get("coverage"), where, problems),
         id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),

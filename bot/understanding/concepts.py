@@ -39,11 +39,16 @@ class Gap:
 class Spotter:
     """Finds the mentions of a fixed set of concepts in a sound key (and its characters)."""
 
-    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str]):
-        """Compile every variant of `concepts`; `key_of` turns a variant into its sound key."""
+    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str],
+                 exact_of: Callable[[str], list[str]] = lambda text: []):
+        """Compile every variant; `key_of` turns a variant into its sound key; `exact_of` marks its
+        tokens that match only themselves (function words: 了, 的, 不 — 看到了 ≠ 看到乐)."""
         self.trie: dict = {}
+        self.exact_of = exact_of
         self.singles: dict[str, set[str]] = {}  # exact one-token variants: char (or word code) → concepts
         self.gaps: list[Gap] = []
+        concepts = list(concepts)
+        self.nested = frozenset(c.name for c in concepts if c.nested)
         for concept in concepts:
             for number, variant in enumerate(concept.variants):
                 if is_plain(variant):
@@ -53,17 +58,22 @@ class Spotter:
                 for part, text in zip(parts, split_gap(variant)):
                     self._add(text, part, key_of)
                 self.gaps.append(Gap(concept.name, parts))
+        self.gaps_by_first: dict[str, list[Gap]] = {}
+        for gap in self.gaps:
+            self.gaps_by_first.setdefault(gap.parts[0], []).append(gap)
 
     def _add(self, text: str, name: str, key_of: Callable[[str], str]) -> None:
         """Register one plain variant under `name`."""
         key = key_of(text)
         if len(key) == 1:
-            single = text.strip().lower() if len(text.strip()) == 1 else key
+            single = text.strip() if len(text.strip()) == 1 and not text.strip().isascii() else key
             self.singles.setdefault(single, set()).add(name)
         elif key:
+            exact = self.exact_of(text)
+            exact = exact if len(exact) == len(key) else []
             node = self.trie
-            for code in key:
-                node = node.setdefault(code, {})
+            for i, code in enumerate(key):
+                node = node.setdefault("=" + exact[i] if exact and exact[i] else code, {})
             node.setdefault(_END, set()).add(name)
 
     def spot(self, key: str, chars: str) -> list[Spot]:
@@ -72,12 +82,16 @@ class Spotter:
         for start in range(len(key)):
             for name in self.singles.get(chars[start], set()) | self.singles.get(key[start], set()):
                 found.append(Spot(name, start, start + 1))
-            node, end = self.trie, start
-            while end < len(key) and key[end] in node:
-                node = node[key[end]]
-                end += 1
-                found += [Spot(name, start, end) for name in node.get(_END, ())]
-        found = _outermost(found)
+            paths = [(self.trie, start)]
+            while paths:
+                node, end = paths.pop()
+                if end >= len(key):
+                    continue
+                for step in (node.get(key[end]), node.get("=" + chars[end])):
+                    if step is not None:
+                        found += [Spot(name, start, end + 1) for name in step.get(_END, ())]
+                        paths.append((step, end + 1))
+        found = _outermost(found, self.nested)
         return sorted([s for s in found if not s.concept.startswith("\x02")] + self._assemble(found, key),
                       key=lambda s: (s.start, s.end, s.concept))
 
@@ -87,27 +101,37 @@ class Spotter:
         for spot in found:
             by_part.setdefault(spot.concept, []).append(spot)
         out: list[Spot] = []
-        for gap in self.gaps:
-            chains = [(s.start, s.end) for s in by_part.get(gap.parts[0], ())]
-            for part in gap.parts[1:]:
-                chains = [(a, s.end) for a, b in chains for s in by_part.get(part, ())
-                          if b <= s.start <= b + GAP_TOKENS and CLAUSE_MARK not in key[b:s.start]]
-            out += [Spot(gap.concept, a, b) for a, b in sorted(set(chains))]
+        for first in by_part.keys() & self.gaps_by_first.keys():
+            for gap in self.gaps_by_first[first]:
+                chains = [(s.start, s.end) for s in by_part[first]]
+                for part in gap.parts[1:]:
+                    chains = [(a, s.end) for a, b in chains for s in by_part.get(part, ())
+                              if b <= s.start <= b + GAP_TOKENS and CLAUSE_MARK not in key[b:s.start]]
+                out += [Spot(gap.concept, a, b) for a, b in sorted(set(chains))]
         return out
 
 
-def _outermost(spots: list[Spot]) -> list[Spot]:
-    """Drop a mention lying strictly inside a longer mention of another concept (gap parts never hide one)."""
+def _owner(concept: str) -> str:
+    """Who defined a concept: an intent ("id/") or the lexicon ("")."""
+    return concept.split("/", 1)[0] if "/" in concept else ""
+
+
+def _outermost(spots: list[Spot], nested: frozenset[str] = frozenset()) -> list[Spot]:
+    """Drop a mention lying strictly inside a longer mention of a concept of the same owner
+    (显示 inside 不显示, 没 inside 没问题); an intent's own concepts may nest (单位ID in 两个单位ID), and
+    gap parts neither hide nor are hidden."""
     by_start: dict[int, list[Spot]] = {}
     for spot in spots:
-        by_start.setdefault(spot.start, []).append(spot)
+        if not spot.concept.startswith("\x02"):
+            by_start.setdefault(spot.start, []).append(spot)
     longest = max((s.end - s.start for s in spots), default=0)
     kept = []
     for s in spots:
-        inside = (o for start in range(max(0, s.end - longest), s.start + 1) for o in by_start.get(start, ())
-                  if o.end >= s.end and o.end - o.start > s.end - s.start and o.concept != s.concept
-                  and not o.concept.startswith("\x02"))
-        if next(inside, None) is None:
+        inside = not s.concept.startswith("\x02") and s.concept not in nested and any(
+            o.end >= s.end and o.end - o.start > s.end - s.start and o.concept != s.concept
+            and (_owner(o.concept) == "" or _owner(o.concept) != _owner(s.concept))
+            for start in range(max(0, s.end - longest), s.start + 1) for o in by_start.get(start, ()))
+        if not inside:
             kept.append(s)
     return kept
 
@@ -118,5 +142,6 @@ def names(spots: Iterable[Spot], start: int = 0, end: int | None = None) -> set[
 
 
 def satisfied(alternatives: Iterable[tuple[str, ...]], present: set[str]) -> list[tuple[str, ...]]:
-    """The alternatives (each a conjunction of concept names) whose concepts are all present."""
-    return [alt for alt in alternatives if set(alt) <= present]
+    """The alternatives whose concepts are all present and whose "-name" concepts are all absent."""
+    return [alt for alt in alternatives
+            if all((n[1:] not in present) if n.startswith("-") else (n in present) for n in alt)]

@@ -19,6 +19,7 @@ class Concept:
     variants: tuple[str, ...]
     canonical: str = ""  # rewrite the plain variants to this word before similarity
     context: tuple[str, ...] = ()
+    nested: bool = False  # mentions survive inside longer mentions of other concepts (question words)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Lexicon:
     courtesy: tuple[str, ...]
     concepts: dict[str, Concept]
     topics: frozenset[str] = frozenset()  # concepts that name a subject of their own (fee, apply …)
+    commands: frozenset[str] = frozenset()  # concepts of the `commands` section
+
+    def neutral(self) -> frozenset[str]:
+        """Concepts any intent may count as its own words: neither topics nor commands."""
+        return frozenset(self.concepts) - self.topics - self.commands
 
     def synonyms(self) -> dict[str, str]:
         """Plain variant → canonical word, for concepts that declare one (看不到 → 不显示)."""
@@ -57,8 +63,9 @@ def split_gap(variant: str) -> list[str]:
 
 def _strings(value, where: str) -> tuple[str, ...]:
     """A YAML list of non-empty strings (numbers allowed, as text)."""
-    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and str(v).strip() for v in value):
-        raise ValueError(f"{where}: expected a list of non-empty strings")
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                              and str(v).strip() for v in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings (quote yes/no/on/off)")
     return tuple(str(v).strip() for v in value)
 
 
@@ -68,13 +75,13 @@ def parse_concept(name: str, spec, where: str) -> Concept:
         return Concept(name, _strings(spec, where))
     if not isinstance(spec, dict):
         raise ValueError(f"{where}: a concept is a list of variants or a mapping")
-    unknown = set(spec) - {"variants", "phrases", "canonical", "context"}
+    unknown = set(spec) - {"variants", "phrases", "canonical", "context", "nested"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     variants = _strings(spec.get("variants", spec.get("phrases")), f"{where} variants")
     canonical = str(spec.get("canonical", "") or "")
     context = _strings(spec["context"], f"{where} context") if "context" in spec else ()
-    return Concept(name, variants, canonical, context)
+    return Concept(name, variants, canonical, context, bool(spec.get("nested", False)))
 
 
 def parse_lexicon(data: dict, where: str = str(LEXICON_FILE)) -> Lexicon:
@@ -92,6 +99,7 @@ def parse_lexicon(data: dict, where: str = str(LEXICON_FILE)) -> Lexicon:
         courtesy=_strings(data["courtesy"], f"{where} courtesy"),
         concepts=concepts,
         topics=frozenset(_strings(data.get("topics") or [], f"{where} topics")),
+        commands=frozenset(data.get("commands") or {}),
     )
 
 

@@ -65,7 +65,7 @@ def extra_vocabulary(kb: KnowledgeBase) -> dict[str, list[str]]:
     for iid, intent in kb.intents.items():
         own = {c.name: c for c in intent.concepts}
         words: list[str] = []
-        for name in {n for alt in intent.needs for n in alt} | set(own):
+        for name in {n for alt in intent.needs + intent.follow_ups for n in alt if not n.startswith("-")} | set(own):
             concept = own.get(name) or lex[name]
             words += [v for v in (*concept.variants, *concept.context) if "…" not in v and "..." not in v]
         out[iid] = words
@@ -82,8 +82,10 @@ class Matcher:
         self.similarity = Similarity(kb, extra_vocabulary(kb))
         prefer = self.similarity.prefer
         self.verifier = Verifier(kb, self.similarity, lambda text: sound_key(clean(text), prefer))
-        self.with_needs = {iid for iid, i in kb.intents.items() if i.needs}
+        self.with_needs = frozenset(iid for iid, i in kb.intents.items() if i.needs or i.follow_ups)
         self.kinds = {iid: i.kind for iid, i in kb.intents.items()}
+        self.floors = {iid: i.min_coverage or (MIN_COVERAGE if i.kind == "faq" else MIN_SMALLTALK_COVERAGE)
+                       for iid, i in kb.intents.items()}
 
     def match(self, text: str) -> Match:
         """Score `text` against the intents and decide answer / clarify / none."""
@@ -101,14 +103,18 @@ class Matcher:
     def _pass(self, text: str) -> Signals:
         """Rank every intent, verify those with needs, decide."""
         text = text[:MAX_QUESTION_CHARS]
-        _query, feats = self.similarity.features(text)
+        _query, feats = self.similarity.features(text, self.with_needs)
         analysis = self.verifier.analyse(text)
         verdicts = {iid: self.verifier.verdict(analysis, iid) for iid in self.with_needs} if analysis.key else {}
         scores = {iid: round(self._score(iid, feats.get(iid), verdicts.get(iid)), 1)
                   for iid in set(feats) | set(verdicts)}
-        ranked = sorted(scores.items(), key=lambda p: (-p[1], p[0]))
+        ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p), -p[1], p[0]))
         match = self.decide(tuple(p for p in ranked[:MAX_CANDIDATES] if p[1] > 0))
         return Signals(text, feats, verdicts, scores, match)
+
+    def _answerable_faq(self, pair: tuple[str, float]) -> bool:
+        """An FAQ that reaches the threshold ranks before small talk (你好，乐企通道不显示 is the FAQ)."""
+        return self.kinds[pair[0]] == "faq" and pair[1] >= self.answer_threshold
 
     def _score(self, intent_id: str, feature: dict | None, verdict: Verdict | None) -> float:
         """0..100 for one intent: verified need, or similarity alone for intents without needs."""
@@ -119,17 +125,17 @@ class Matcher:
             return Similarity.score(feature) if feature else 0.0
         if verdict is None or verdict.status != "verified":
             return 0.0
-        floor = MIN_SMALLTALK_COVERAGE if self.kinds[intent_id] != "faq" else MIN_COVERAGE
-        if verdict.coverage < floor:
+        if verdict.coverage < self.floors[intent_id]:
             return COVERAGE_WEIGHT * verdict.coverage  # the need is there, the words are someone else's
         return VERIFIED_BASE + COVERAGE_WEIGHT * verdict.coverage + sim / 10
 
     def decide(self, candidates: tuple[tuple[str, float], ...]) -> Match:
-        """Turn ranked candidates into a decision using the thresholds."""
+        """Turn ranked candidates into a decision; an answerable FAQ is only ever unsure against another FAQ."""
         top = candidates[0][1] if candidates else 0.0
         if top < self.answer_threshold:
             return Match("none", None, top, candidates)
-        runner_up = candidates[1][1] if len(candidates) > 1 else 0.0
+        rivals = [c for c in candidates[1:] if not self._answerable_faq(candidates[0]) or self._answerable_faq(c)]
+        runner_up = rivals[0][1] if rivals else 0.0
         if top - runner_up < self.clarify_margin:
             return Match("clarify", None, top, candidates)
         return Match("answer", candidates[0][0], top, candidates)

@@ -134,8 +134,8 @@ class Similarity:
         anchors = self.anchors[intent_id]
         return not anchors or any(a in query.key or a in query.content for a in anchors)
 
-    def features(self, text: str) -> tuple[Query, dict[str, dict]]:
-        """Per candidate intent: best choice similarity, coverage, anchoring, exact match."""
+    def features(self, text: str, skip_coverage: frozenset[str] = frozenset()) -> tuple[Query, dict[str, dict]]:
+        """Per candidate intent: best choice similarity, coverage (not for `skip_coverage`), anchoring, exact."""
         query = self.prepare(text[:MAX_QUESTION_CHARS], learn=False)
         if not query.key:
             return query, {}
@@ -146,8 +146,8 @@ class Similarity:
             iid = self.choice_intents[pos if shortlist is None else shortlist[pos]]
             best[iid] = max(sim, best.get(iid, 0.0))
         exact = self.exact.get(query.key)
-        return query, {iid: {"sim": sim, "cov": self.coverage(query, iid), "exact": iid == exact,
-                             "anchor": self.anchored(query, iid)} for iid, sim in best.items()}
+        return query, {iid: {"sim": sim, "cov": None if iid in skip_coverage else self.coverage(query, iid),
+                             "exact": iid == exact, "anchor": self.anchored(query, iid)} for iid, sim in best.items()}
 
     def _build_index(self) -> None:
         """Inverted index token bigram → choices, for knowledge bases too big to scan whole."""

@@ -71,8 +71,7 @@ class OutboxWorker:
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
                  give_up_after: int = GIVE_UP_AFTER):
         """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
-        self.outbox = store.outbox
-        self.turns = store.turns
+        self.outbox, self.turns, self.stamps = store.outbox, store.turns, store.stamps
         self.robot = robot
         self.customer = customer
         self.wecom = wecom
@@ -107,8 +106,9 @@ class OutboxWorker:
             return
         self._purged_at = now
         removed = self.turns.purge_messages(now - KEEP_MESSAGES)
-        if removed:
-            log.info("outbox: purged %d processed-message key(s)", removed)
+        stamps = self.stamps.purge_stamps(now)
+        if removed or stamps:
+            log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim due customer rows, and ops rows only when there is a robot to send them."""

@@ -1,4 +1,4 @@
-"""The store contract: four small parts (turns, tickets, outbox, tokens) plus the authors' report.
+"""The store contract: four small parts (turns, tickets, outbox, tokens), the replay cache, the report.
 
 Every backend (SQLite, PostgreSQL, Redis in front of either) implements these protocols and
 passes the same contract tests (tests/test_store*.py). One message costs one write transaction:
@@ -147,6 +147,16 @@ class Tokens(Protocol):
         """Cache a token until expires_at ("" invalidates it)."""
 
 
+class ReplayCache(Protocol):
+    """Which message first used a callback's timestamp+nonce, atomically across workers (bot/store/stamps.py)."""
+
+    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
+        """Record `stamp` for `digest` unless a live entry exists; the digest it was first used for."""
+
+    def purge_stamps(self, now: float) -> int:
+        """Drop entries that expired before `now`; how many."""
+
+
 class Reports(Protocol):
     """What authors and /metrics read."""
 
@@ -163,5 +173,6 @@ class Store:
     tickets: Tickets
     outbox: Outbox
     tokens: Tokens
+    stamps: ReplayCache
     reports: Reports
     close: Callable[[], None]

@@ -17,6 +17,7 @@ from bot.store.base import CLAIM_LEASE_SECONDS, Store, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.sql import Db, sql_store
 from bot.store.sql_turns import SqlTurns, SqlWriter, write_record
+from bot.store.stamps import RedisStamps
 
 log = logging.getLogger(__name__)
 
@@ -140,4 +141,5 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         client.close()
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
-                 tokens=RedisTokens(client, prefix), reports=sql.reports, close=close)
+                 tokens=RedisTokens(client, prefix), stamps=RedisStamps(client, prefix), reports=sql.reports,
+                 close=close)

@@ -12,9 +12,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.store.base import Store
 from bot.store.prepared import HotPath, WriterQueue
+from bot.store.schema import SCHEMA_LOCK, hits, make_engine, metadata, outbox_table, tickets, tokens, unanswered
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
-from bot.store.schema import SCHEMA_LOCK, hits, make_engine, metadata, outbox_table, tickets, tokens, unanswered
+from bot.store.stamps import SqlStamps
 
 log = logging.getLogger(__name__)
 
@@ -119,4 +120,4 @@ class SqlReports:
 def sql_store(db: Db) -> Store:
     """Every part on one SQL database."""
     return Store(turns=SqlTurns(db), tickets=SqlTickets(db), outbox=SqlOutbox(db), tokens=SqlTokens(db),
-                 reports=SqlReports(db), close=db.close)
+                 stamps=SqlStamps(db), reports=SqlReports(db), close=db.close)

@@ -32,6 +32,7 @@ def check_answers(folder: str | Path) -> list[str]:
     problems += _check_similar(kb)
     problems += _check_intent_fields(kb)
     problems += _check_required(kb, Path(folder))
+    problems += _check_needs(kb)
     return problems
 
 
@@ -176,3 +177,22 @@ def _check_required(kb: KnowledgeBase, folder: Path) -> list[str]:
                  for t in TEXT_VARS if t not in kb.templates]
     return problems
 
+
+
+def _check_needs(kb: KnowledgeBase) -> list[str]:
+    """An intent's own question or similar question that its `needs` do not recognise as it."""
+    from bot.understanding.matcher import attach_matcher
+
+    if not any(i.needs or i.follow_ups for i in kb.intents.values()):
+        return []
+    matcher = attach_matcher(kb).matcher
+    problems = []
+    for intent in kb.intents.values():
+        if not (intent.needs or intent.follow_ups):
+            continue
+        for phrase in (intent.question, *intent.similar):
+            result = matcher.match(phrase)
+            if (result.decision, result.intent) != ("answer", intent.id):
+                problems.append(f"{intent.path}:{_line_of(intent.path, phrase)}: question '{phrase}' is not "
+                                f"recognised as '{intent.id}' ({result.decision}); see python -m bot explain")
+    return problems

@@ -57,14 +57,14 @@ def format_explanation(data: dict) -> str:
         coverage = f", word coverage {row['word_coverage']:.2f}" if "word_coverage" in row else ""
         lines.append(f"  {row['intent']:<24} {row['score']:>5.1f}  similarity {row['similarity']:.0f}{coverage}")
         if "verdict" in row:
-            lines.append("      " + _verdict_line(row))
+            lines.append("      " + verdict_line(row))
     decision = data["decision"] + (f" {data['intent']}" if data["intent"] else "")
     lines.append(f"decision: {decision} (top {data['score']:.1f}; answer ≥ {data['answer_threshold']:.0f}, "
                  f"clarify when the lead is < {data['clarify_margin']:.0f})")
     return "\n".join(lines)
 
 
-def _verdict_line(row: dict) -> str:
+def verdict_line(row: dict) -> str:
     """What verification said about one intent, in words."""
     need = "[" + ", ".join(row["need"]) + "]"
     if row["verdict"] == "excluded":

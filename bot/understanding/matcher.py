@@ -110,6 +110,13 @@ class Matcher:
                   for iid in set(feats) | set(verdicts)}
         ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p), -p[1], p[0]))
         match = self.decide(tuple(p for p in ranked[:MAX_CANDIDATES] if p[1] > 0))
+        exact = next((iid for iid, f in feats.items() if f["exact"]), None)
+        if exact is not None:  # the author's own words for this intent
+            rest = tuple(c for c in match.candidates if c[0] != exact)[:MAX_CANDIDATES - 1]
+            match = Match("answer", exact, 100.0, ((exact, 100.0), *rest))
+        topic = self.verifier.bare_topic(analysis) if match.decision == "none" and analysis.key else []
+        if len(topic) > 1:  # only a topic several FAQs share: ask which one
+            match = Match("clarify", None, self.answer_threshold, tuple((i, self.answer_threshold) for i in topic))
         return Signals(text, feats, verdicts, scores, match)
 
     def _answerable_faq(self, pair: tuple[str, float]) -> bool:

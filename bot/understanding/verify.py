@@ -196,6 +196,18 @@ class Verifier:
                 uncovered.append(word)
         return weighted_coverage(flags), "".join(region), tuple(uncovered)
 
+    def bare_topic(self, analysis: Analysis) -> list[str]:
+        """The FAQs whose own concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
+        owners: dict[int, set[str]] = {}
+        for spot in analysis.spots:
+            if "/" in spot.concept and not spot.concept.startswith("\x02"):
+                for pos in range(spot.start, spot.end):
+                    owners.setdefault(pos, set()).add(spot.concept.split("/", 1)[0])
+        content = [pos for start, end, _w, light in analysis.words if not light for pos in range(start, end)]
+        if not content or any(pos not in owners for pos in content):
+            return []
+        return sorted(set.intersection(*(owners[pos] for pos in content)) - self.smalltalk)
+
     def _closest(self, intent_id: str, present: set[str]) -> Verdict:
         """The line of needs the question came closest to, and what it lacks."""
         needs = self.needs[intent_id] + self.follow_ups[intent_id]

@@ -115,6 +115,12 @@ def _alternatives(value, where: str, problems: list[str]) -> tuple[tuple[str, ..
     return tuple(out)
 
 
+def _key_line(raw: str, *keys: str) -> int:
+    """1-based line of the first front-matter line starting with one of `keys` (1 if none)."""
+    starts = tuple(f"{k}:" for k in keys)
+    return next((n for n, text in enumerate(raw.splitlines(), 1) if text.startswith(starts)), 1)
+
+
 def _coverage(value, where: str, problems: list[str]) -> float | None:
     """`coverage`: a number in (0, 1], or absent."""
     if value is None:
@@ -176,10 +182,11 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     if not isinstance(images, list) or not all(isinstance(i, dict) and "url" in i for i in images):
         problems.append(f"{where}: images must be a list of {{url, caption}}")
         images = []
-    concepts, needs, follow_ups, excludes = _parse_concepts(meta, where, problems)
+    where_concepts = f"{path}:{_key_line(raw, 'concepts', 'needs')}"
+    concepts, needs, follow_ups, excludes = _parse_concepts(meta, where_concepts, problems)
     intent = Intent(
         concepts=concepts, needs=needs, follow_ups=follow_ups, excludes=excludes,
-        min_coverage=_coverage(meta.get("coverage"), where, problems),
+        min_coverage=_coverage(meta.get("coverage"), f"{path}:{_key_line(raw, 'coverage')}", problems),
         id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),

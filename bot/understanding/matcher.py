@@ -119,6 +119,11 @@ class Matcher:
             match = Match("clarify", None, self.answer_threshold, tuple((i, self.answer_threshold) for i in topic))
         return Signals(text, feats, verdicts, scores, match)
 
+    def states_need(self, text: str, intent_id: str) -> bool:
+        """Whether `text` states the need of `intent_id` (needs verified, coverage enough), exactness aside."""
+        verdict = self.verifier.verdict(self.verifier.analyse(text[:MAX_QUESTION_CHARS]), intent_id)
+        return self._score(intent_id, None, verdict) >= self.answer_threshold
+
     def _answerable_faq(self, pair: tuple[str, float]) -> bool:
         """An FAQ that reaches the threshold ranks before small talk (你好，乐企通道不显示 is the FAQ)."""
         return self.kinds[pair[0]] == "faq" and pair[1] >= self.answer_threshold

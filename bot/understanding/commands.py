@@ -17,7 +17,7 @@ from functools import lru_cache
 from bot.understanding.concepts import Spot, Spotter, names
 from bot.understanding.lexicon import Concept, lexicon
 from bot.understanding.similarity import weighted_coverage
-from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, tokens, word_keys, words
+from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, word_keys, words
 
 COMMAND_COVERAGE = 0.75  # share of a message's words a command must account for (measured: tests/test_commands.py)
 SHORT_COMMANDS = ("human", "status", "cancel", "forget", "help", "leave_human", "confirm", "ack")
@@ -31,13 +31,7 @@ def _spotter() -> Spotter:
     lex = lexicon()
     concepts = list(lex.concepts.values())
     concepts += [Concept(f"{c.name}+", c.context) for c in lex.concepts.values() if c.context]
-    return Spotter(concepts, lambda text: "".join(word_keys([clean(text)])), _exact)
-
-
-def _exact(variant: str) -> list[str]:
-    """Function characters standing as words of their own match only themselves."""
-    light = lexicon().light_chars
-    return ["".join(w) if len(w) == 1 and w in light else "" for w in words(clean(variant)) for _ in tokens(w)]
+    return Spotter(concepts, lambda text: "".join(word_keys([clean(text)])))
 
 
 @lru_cache(maxsize=2048)

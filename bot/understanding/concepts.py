@@ -39,12 +39,9 @@ class Gap:
 class Spotter:
     """Finds the mentions of a fixed set of concepts in a sound key (and its characters)."""
 
-    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str],
-                 exact_of: Callable[[str], list[str]] = lambda text: []):
-        """Compile every variant; `key_of` turns a variant into its sound key; `exact_of` marks its
-        tokens that match only themselves (function words: 了, 的, 不 — 看到了 ≠ 看到乐)."""
+    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str]):
+        """Compile every variant of `concepts`; `key_of` turns a variant into its sound key."""
         self.trie: dict = {}
-        self.exact_of = exact_of
         self.singles: dict[str, set[str]] = {}  # exact one-token variants: char (or word code) → concepts
         self.gaps: list[Gap] = []
         concepts = list(concepts)
@@ -69,11 +66,9 @@ class Spotter:
             single = text.strip() if len(text.strip()) == 1 and not text.strip().isascii() else key
             self.singles.setdefault(single, set()).add(name)
         elif key:
-            exact = self.exact_of(text)
-            exact = exact if len(exact) == len(key) else []
             node = self.trie
-            for i, code in enumerate(key):
-                node = node.setdefault("=" + exact[i] if exact and exact[i] else code, {})
+            for code in key:
+                node = node.setdefault(code, {})
             node.setdefault(_END, set()).add(name)
 
     def spot(self, key: str, chars: str) -> list[Spot]:
@@ -82,15 +77,11 @@ class Spotter:
         for start in range(len(key)):
             for name in self.singles.get(chars[start], set()) | self.singles.get(key[start], set()):
                 found.append(Spot(name, start, start + 1))
-            paths = [(self.trie, start)]
-            while paths:
-                node, end = paths.pop()
-                if end >= len(key):
-                    continue
-                for step in (node.get(key[end]), node.get("=" + chars[end])):
-                    if step is not None:
-                        found += [Spot(name, start, end + 1) for name in step.get(_END, ())]
-                        paths.append((step, end + 1))
+            node, end = self.trie, start
+            while end < len(key) and key[end] in node:
+                node = node[key[end]]
+                end += 1
+                found += [Spot(name, start, end) for name in node.get(_END, ())]
         found = _outermost(found, self.nested)
         return sorted([s for s in found if not s.concept.startswith("\x02")] + self._assemble(found, key),
                       key=lambda s: (s.start, s.end, s.concept))

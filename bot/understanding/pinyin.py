@@ -41,7 +41,7 @@ def syllable_inventory() -> frozenset[str]:
 
 
 @lru_cache(maxsize=8192)
-def split_pinyin(run: str) -> tuple[str, ...] | None:
+def split_pinyin(run: str, minimum: int = MIN_PINYIN_SYLLABLES) -> tuple[str, ...] | None:
     """A Latin run as pinyin syllables (fewest syllables, fuzzy-merged), or None if it is not pinyin.
 
     `leqi` → (le, qi), `tongdao` → (ton, dao), `huancun` → (huan, cun); `key`, `ok`, `si` → None
@@ -61,6 +61,6 @@ def split_pinyin(run: str) -> tuple[str, ...] | None:
                 if best[end] is None or len(option) < len(best[end]):
                     best[end] = option
     found = best[len(run)]
-    if found is None or len(found) < MIN_PINYIN_SYLLABLES:
+    if found is None or len(found) < minimum:
         return None
     return tuple(fuzzy(s) for s in found)

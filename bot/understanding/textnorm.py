@@ -150,23 +150,34 @@ def light_of_words(cut: list[str]) -> list[bool]:
     return [flag for word in cut for flag in [is_light_word(word)] * len(tokens(word))]
 
 
-def syllables(text: str, prefer: frozenset[str] = frozenset(), learn: bool = True) -> list[str]:
+def syllables(text: str, prefer: frozenset[str] = frozenset(), learn: bool = True,
+              also_pinyin: frozenset[str] = frozenset()) -> list[str]:
     """Per token: a Han character's reading (preferring `prefer`), else '#' + the word.
 
     A customer's Latin run (learn=False) that the knowledge base never uses as a word is read
-    as pinyin when it spells two or more syllables (leqi → le qi = 乐企); the KB's own Latin
+    as pinyin when it spells two or more syllables (leqi → le qi = 乐企), or one syllable next to
+    such a run (bu next to xianshi; `also_pinyin` names them across words); the KB's own Latin
     words (cache, key, bdm_cache_clear) stay words.
     """
-    out = []
+    out: list[str] = []
     for tok in tokens(text):
         if is_han(tok):
             readings = char_readings(tok)
             out.append(next((r for r in readings if r in prefer), readings[0]))
             continue
-        word = "#" + tok  # own namespace: the word "si" is not the syllable of 是
-        spelled = None if learn or word in _TOKEN_CODES else split_pinyin(tok)
-        out.extend(spelled or (word,))
+        spelled = None
+        if not learn and "#" + tok not in _TOKEN_CODES:
+            spelled = split_pinyin(tok) or (split_pinyin(tok, minimum=1) if tok in also_pinyin else None)
+        out.extend(spelled or ("#" + tok,))  # own namespace: the word "si" is not the syllable of 是
     return out
+
+
+def _pinyin_neighbours(texts: list[str]) -> frozenset[str]:
+    """One-syllable Latin words standing next to a pinyin word (bu in "tongdao bu xianshi")."""
+    toks = [t for text in texts for t in tokens(text)]
+    spelled = [not is_han(t) and split_pinyin(t) is not None for t in toks]
+    return frozenset(t for i, t in enumerate(toks) if not is_han(t) and not spelled[i]
+                     and any(spelled[j] for j in (i - 1, i + 1) if 0 <= j < len(toks)))
 
 
 def _code(token: str, learn: bool, spare: dict[str, str]) -> str:
@@ -193,7 +204,8 @@ def sound_key(text: str, prefer: frozenset[str] = frozenset(), learn: bool = Tru
 def word_keys(texts: list[str], prefer: frozenset[str] = frozenset(), learn: bool = True) -> list[str]:
     """The sound key of each text, sharing one set of throw-away codes (one question's words)."""
     spare: dict[str, str] = {}
-    return ["".join(_code(t, learn, spare) for t in syllables(text, prefer, learn)) for text in texts]
+    near = frozenset() if learn else _pinyin_neighbours(texts)
+    return ["".join(_code(t, learn, spare) for t in syllables(text, prefer, learn, near)) for text in texts]
 
 
 def primary_readings(texts) -> frozenset[str]:

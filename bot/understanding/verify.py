@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bot.understanding.concepts import CLAUSE_MARK, Spot, Spotter, names, satisfied
 from bot.understanding.lexicon import Concept, lexicon
 from bot.understanding.similarity import Similarity, weighted_coverage
-from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, is_light_word, tokens, word_keys, words
+from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, is_light_word, word_keys, words
 
 MAX_SEGMENT_CLAUSES = 4  # a need may be stated across this many clauses (就是那个乐企联用，……，没有这一项)
 MAX_REGION_TOKENS = 24  # a segment longer than this is judged on a window around the need's mentions
@@ -90,15 +90,7 @@ class Verifier:
             needed = {n for alt in self.needs[iid] + self.follow_ups[iid] for n in alt if not n.startswith("-")}
             self.negated[iid] = {n for alt in self.needs[iid] for n in alt if n.startswith("-")}
             self.covering[iid] = needed | {qualified(iid, n, own) for n in own} | neutral
-        self.spotter = Spotter(concepts, key_of, self._exact_tokens)
-
-    def _exact_tokens(self, variant: str) -> list[str]:
-        """Per token of a variant: the character when it is a function word of its own (没 in 没/收到), else ""."""
-        light = lexicon().light_chars
-        out: list[str] = []
-        for word in words(clean(variant), self.similarity.segmenter):
-            out += [word if len(word) == 1 and word in light else ""] if len(word) == 1 else [""] * len(tokens(word))
-        return out
+        self.spotter = Spotter(concepts, key_of)
 
     def analyse(self, text: str) -> Analysis:
         """Clauses, words (jieba), sound key and concept mentions of a question."""

@@ -15,15 +15,29 @@ TAIL_SHARE = 4  # the kept last line (console link) may use at most 1/4 of the b
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered; `retryable` and `hold` tell the outbox what to do."""
+    """A message could not be delivered; `retryable`, `hold` and `maybe` tell the outbox what to do.
 
-    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False):
+    `maybe`: the request went out but no answer came back in time (a read timeout), so the
+    remote may have taken it: the outbox retries such a row once, later, and never twice more.
+    """
+
+    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False,
+                 maybe: bool = False):
         """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
         super().__init__(f"{code}: {message}" if code is not None else message)
         self.retryable = retryable
         self.code = code
         self.message = message
         self.hold = hold
+        self.maybe = maybe
+
+
+def transport_error(exc: requests.RequestException, what: str) -> DeliveryError:
+    """A failed HTTP call: "maybe delivered" when it was sent but unanswered, else not delivered."""
+    if isinstance(exc, requests.ReadTimeout):
+        return DeliveryError(True, None, f"{what} did not answer in time (ReadTimeout): maybe delivered",
+                             maybe=True)
+    return DeliveryError(True, None, f"{what} unreachable: {type(exc).__name__}")
 
 
 def _utf8_len(text: str) -> int:
@@ -86,7 +100,7 @@ class RobotClient:
         try:
             res = self._http.post(self.webhook_url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"robot unreachable: {type(exc).__name__}") from None
+            raise transport_error(exc, "robot") from None
         if res.status_code >= 400:
             raise DeliveryError(True, None, f"robot HTTP {res.status_code}")
         _check_result(res)

@@ -1,10 +1,12 @@
 """Public HTTP endpoints: health, Prometheus metrics and the FAQ web pages."""
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import time
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, render_template, request
 
 from bot.metrics import render_metrics
 
@@ -27,7 +29,10 @@ def web_blueprint(parts) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics():
-        """Prometheus text exposition, computed from the shared store."""
+        """Prometheus text exposition from the store's cheap counts; token or loopback only."""
+        if not metrics_allowed(parts.config.server.metrics_token):
+            return Response("Forbidden", status=403, mimetype="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
         body, content_type = render_metrics(parts.store)
         return Response(body, content_type=content_type)
 
@@ -41,3 +46,14 @@ def web_blueprint(parts) -> Blueprint:
         return render_template("answer.html", intent=intent, paragraphs=body.split("\n"))
 
     return bp
+
+
+def metrics_allowed(token: str) -> bool:
+    """With a metrics token: the request's bearer token must match; without: loopback clients only."""
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False

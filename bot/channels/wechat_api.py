@@ -11,7 +11,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
-from bot.channels.robot import DeliveryError
+from bot.channels.robot import DeliveryError, transport_error
 from bot.config import WeChatConfig
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class CustomerService:
                 raise _TokenRejected(exc.errcode) from None
             raise self._send_error(exc) from None
         except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"{self.CHANNEL} unreachable: {type(exc).__name__}") from None
+            raise transport_error(exc, self.CHANNEL) from None
         if not isinstance(result, dict):
             raise DeliveryError(True, None, f"{self.CHANNEL} answered something that is not JSON")
 

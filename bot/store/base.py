@@ -27,6 +27,7 @@ class OutboxRow:
     attempts: int
     next_at: float
     status: str  # pending | sending | sent | held (customer window closed) | dead
+    last_error: str = ""  # why the last try failed ("maybe delivered xN: …" after timeouts)
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,8 @@ class Store:
         """Atomically move due pending rows to `sending`; no row is ever claimed twice."""
         raise NotImplementedError
 
-    def outbox_sent(self, row_id: int, now: float) -> None:
-        """Mark a row delivered."""
+    def outbox_sent(self, row_id: int, now: float, note: str | None = None) -> None:
+        """Mark a row delivered (`note`: why it counts as such, e.g. maybe delivered twice)."""
         raise NotImplementedError
 
     def outbox_retry(self, row_id: int, next_at: float, error: str) -> None:
@@ -187,6 +188,10 @@ class Store:
     def report(self) -> dict:
         """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n},
         "outbox": {"target:status": n}}."""
+        raise NotImplementedError
+
+    def metric_counts(self) -> dict:
+        """Cheap counts for /metrics (bot.store.gauges): {"tickets", "outbox", "hits", "unanswered"}."""
         raise NotImplementedError
 
     # -- shared tokens (access_token across workers) --

@@ -39,7 +39,7 @@ DELEGATED = (
     "create_ticket", "get_ticket", "list_tickets", "resolve_ticket", "attach_to_ticket",
     "ticket_events", "queue_message", "claim_outbox", "outbox_sent", "outbox_retry", "outbox_hold",
     "take_held", "requeue_stale_sending", "log_unanswered", "log_hit", "report", "get_tax_id",
-    "outbox_dead", "has_held",
+    "outbox_dead", "has_held", "metric_counts",
 )
 
 

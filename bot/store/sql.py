@@ -18,11 +18,12 @@ from bot.store.schema import (SCHEMA_LOCK, hits, make_engine, messages, metadata
                               transcript, unanswered, users)
 from bot.store.sql_desk import TicketTables
 from bot.store.stamps import SqlStamps
+from bot.store.gauges import HIT_PREFIX, SqlGauges
 
 log = logging.getLogger(__name__)
 
 
-class SqlStore(TicketTables, SqlStamps, Store):
+class SqlStore(TicketTables, SqlStamps, SqlGauges, Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
 
     def __init__(self, url: str):
@@ -121,6 +122,7 @@ class SqlStore(TicketTables, SqlStamps, Store):
                                                for d, t in turn.lines])
             if turn.hits:
                 hot.hit.run_many(conn, [{"intent": intent, "at": at} for intent in turn.hits])
+                hot.bump.run_many(conn, [{"name": HIT_PREFIX + intent} for intent in turn.hits])
             if turn.unanswered:
                 hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": at} for t in turn.unanswered])
             if turn.end_session:
@@ -194,6 +196,7 @@ class SqlStore(TicketTables, SqlStamps, Store):
         """Count an answered intent."""
         with self._tx(write=True) as conn:
             conn.execute(insert(hits).values(intent=intent, at=now))
+            self.hot.bump.run(conn, name=HIT_PREFIX + intent)
 
     def report(self) -> dict:
         """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n}, "tickets": {status: n}}."""

@@ -106,7 +106,7 @@ def cmd_report(args) -> int:
     """Unanswered questions, hits per intent, tickets by status (from the store)."""
     from bot.report import format_store_report
 
-    report = _parts(args).store.report()
+    report = _parts(args).store.reports.report()
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_store_report(report))
     return 0
 
@@ -118,14 +118,14 @@ def cmd_tickets(args) -> int:
 
     parts = _parts(args)
     if args.action == "list":
-        tickets = parts.store.list_tickets(status=args.status)
+        tickets = parts.store.tickets.list(status=args.status)
         if args.json:
             for t in tickets:
                 print(json.dumps(ticket_row(t), ensure_ascii=False))
         else:
             print(format_ticket_list(tickets))
         return 0
-    ticket = parts.store.get_ticket(args.id)
+    ticket = parts.store.tickets.get(args.id)
     if ticket is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
@@ -136,7 +136,7 @@ def cmd_tickets(args) -> int:
     if args.json:
         print(json.dumps(ticket_row(ticket), ensure_ascii=False, indent=2))
     else:
-        print(format_ticket(ticket, parts.store.ticket_events(args.id)))
+        print(format_ticket(ticket, parts.store.tickets.events(args.id)))
     return 0
 
 

@@ -16,7 +16,7 @@ class StoreCollector:
 
     def collect(self):
         """Yield the metric families."""
-        counts = self.store.metric_counts()
+        counts = self.store.reports.metric_counts()
         tickets = GaugeMetricFamily("bot_tickets", "Tickets by status", labels=["status"])
         for status, count in sorted(counts["tickets"].items()):
             tickets.add_metric([status], count)

@@ -18,7 +18,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from bot.channels.robot import DeliveryError
+import requests
+
+from bot.store.base import OPS_PER_MINUTE
 
 if TYPE_CHECKING:
     from bot.channels.robot import RobotClient
@@ -38,7 +40,32 @@ BATCH = 10
 GIVE_UP_AFTER = 144  # non-retryable failures (10 min apart: a day to fix the config) before a row is dead
 PURGE_EVERY = 3600.0  # seconds between clean-ups of processed-message keys
 KEEP_MESSAGES = 2 * 24 * 3600.0  # WeChat retries within seconds; keep keys two days
-OPS_PER_MINUTE = 20  # WeCom group robot limit
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; `retryable`, `hold` and `maybe` tell the outbox what to do.
+
+    `maybe`: the request went out but no answer came back in time (a read timeout), so the
+    remote may have taken it: the outbox retries such a row once, later, and never twice more.
+    """
+
+    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False,
+                 maybe: bool = False):
+        """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
+        super().__init__(f"{code}: {message}" if code is not None else message)
+        self.retryable = retryable
+        self.code = code
+        self.message = message
+        self.hold = hold
+        self.maybe = maybe
+
+
+def transport_error(exc: requests.RequestException, what: str) -> DeliveryError:
+    """A failed HTTP call: "maybe delivered" when it was sent but unanswered, else not delivered."""
+    if isinstance(exc, requests.ReadTimeout):
+        return DeliveryError(True, None, f"{what} did not answer in time (ReadTimeout): maybe delivered",
+                             maybe=True)
+    return DeliveryError(True, None, f"{what} unreachable: {type(exc).__name__}")
 
 
 def backoff(attempts: int) -> float:
@@ -68,7 +95,7 @@ class OutboxWorker:
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
                  give_up_after: int = GIVE_UP_AFTER, lease: float = DEFAULT_LEASE):
         """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
-        self.store = store
+        self.outbox, self.turns, self.stamps = store.outbox, store.turns, store.stamps
         self.robot = robot
         self.customer = customer
         self.wecom = wecom
@@ -83,7 +110,7 @@ class OutboxWorker:
         """Requeue stale rows, then claim and deliver up to `batch` rows one by one; how many."""
         now = self.clock()
         self._purge(now)
-        stale = self.store.requeue_stale_sending(now - self.lease)
+        stale = self.outbox.requeue_stale(now - self.lease)
         if stale:
             log.warning("outbox: requeued %d row(s) left sending by a stopped worker", stale)
         down: set[str] = set()
@@ -93,11 +120,10 @@ class OutboxWorker:
             if not rows:
                 break
             claimed += 1
-            row = rows[0]
-            if _lane(row) in down:
-                self._retry(row, "deferred: target unavailable", True)
+            if _lane(rows[0]) in down:
+                self._retry(rows[0], "deferred: target unavailable", True)
             else:
-                self._deliver(row, down)
+                self._deliver(rows[0], down)
         return claimed
 
     def _purge(self, now: float) -> None:
@@ -105,15 +131,15 @@ class OutboxWorker:
         if now - self._purged_at < PURGE_EVERY:
             return
         self._purged_at = now
-        removed = self.store.purge_messages(now - KEEP_MESSAGES)
-        stamps = self.store.purge_stamps(now)
+        removed = self.turns.purge_messages(now - KEEP_MESSAGES)
+        stamps = self.stamps.purge_stamps(now)
         if removed or stamps:
             log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim one due row: customer rows, and ops rows only when there is a robot to send them."""
         target = None if self.robot else "customer"
-        return self.store.claim_outbox(now, 1, target, ops_per_minute=self.ops_per_minute)
+        return self.outbox.claim(now, 1, target, ops_per_minute=self.ops_per_minute)
 
     def _deliver(self, row: OutboxRow, down: set[str]) -> None:
         """Send one row and record the outcome; a broken row never stops the batch."""
@@ -126,7 +152,7 @@ class OutboxWorker:
                       row.id, type(exc).__name__)
             self._retry(row, f"bad payload: {type(exc).__name__}", False)
         else:
-            self.store.outbox_sent(row.id, self.clock())
+            self.outbox.sent(row.id, self.clock())
             log.info("outbox: row %d delivered to %s (ticket %s)", row.id, row.target, row.ticket_id)
 
     def _send(self, row: OutboxRow) -> None:
@@ -149,7 +175,7 @@ class OutboxWorker:
     def _failed(self, row: OutboxRow, exc: DeliveryError, down: set[str]) -> None:
         """Hold, or retry with backoff; a retryable failure marks the row's lane down this round."""
         if exc.hold and row.target == "customer":
-            self.store.outbox_hold(row.id, str(exc)[:500])
+            self.outbox.hold(row.id, str(exc)[:500])
             log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
             return
         if exc.maybe:
@@ -169,20 +195,20 @@ class OutboxWorker:
         if times >= MAYBE_LIMIT:
             log.warning("outbox: row %d to %s unanswered %d times; counted sent (maybe delivered)",
                         row.id, row.target, times)
-            self.store.outbox_sent(row.id, self.clock(), note)
+            self.outbox.sent(row.id, self.clock(), note)
             return
         log.warning("outbox: row %d to %s unanswered (maybe delivered); one retry in %.0f s",
                     row.id, row.target, MAYBE_BACKOFF)
-        self.store.outbox_retry(row.id, self.clock() + MAYBE_BACKOFF, note)
+        self.outbox.retry(row.id, self.clock() + MAYBE_BACKOFF, note)
 
     def _retry(self, row: OutboxRow, error: str, retryable: bool) -> None:
         """Back to pending; a non-retryable error waits the longest (an operator may fix config)."""
         if not retryable and row.attempts + 1 >= self.give_up_after:
             log.error("outbox: row %d to %s given up after %d attempts", row.id, row.target, row.attempts + 1)
-            self.store.outbox_dead(row.id, error)
+            self.outbox.dead(row.id, error)
             return
         delay = backoff(row.attempts) if retryable else MAX_BACKOFF
-        self.store.outbox_retry(row.id, self.clock() + delay, carry_maybe(row.last_error, error))
+        self.outbox.retry(row.id, self.clock() + delay, carry_maybe(row.last_error, error))
 
     def run_forever(self, stop_event: threading.Event, interval: float = 1.0) -> None:
         """Deliver until `stop_event` is set; store errors are logged and retried next round."""

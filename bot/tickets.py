@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 from bot.kb import KnowledgeBase
 from bot.model import Ticket
-from bot.store.base import Store
+from bot.store.base import Outbox, Tickets, TurnWriter
 
 ROBOT_LIMIT_BYTES = 4096
 RECENT_TICKET_SECONDS = 7 * 24 * 3600  # an image within a week of a resolved ticket reopens it
@@ -85,28 +85,33 @@ class TicketDesk:
     """Operations on tickets shared by the console and the CLI."""
 
     kb: KnowledgeBase
-    store: Store
+    tickets: Tickets
+    outbox: Outbox
     public_url: str = ""
     ops_enabled: bool = True
 
+    def within(self, tx: TurnWriter) -> TicketDesk:
+        """The same desk working inside a message's open transaction."""
+        return replace(self, tickets=tx.tickets, outbox=tx.outbox)
+
     def resolve(self, ticket_id: int, now: float | None = None) -> Ticket | None:
         """Mark done; a channel ticket queues FAQ step 3 for the customer. None if unknown."""
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return None
         outbox = []
         if ticket.kind == "channel" and ticket.status != "resolved":
             text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id)
             outbox.append(customer_message(ticket, text))
-        return self.store.resolve_ticket(ticket_id, now or time.time(), outbox)
+        return self.tickets.resolve(ticket_id, now or time.time(), outbox)
 
     def reply(self, ticket_id: int, text: str, now: float | None = None) -> Ticket | None:
         """Queue an ops reply to the ticket's customer (console); None if unknown ticket."""
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None or not text.strip():
             return None
         message = self.kb.render("ops-reply", text=text.strip())
-        self.store.queue_message(customer_message(ticket, message), ticket_id, now or time.time())
+        self.outbox.queue(customer_message(ticket, message), ticket_id, now or time.time())
         return ticket
 
     def attach_image(self, user: str, media_id: str, pic_url: str, now: float) -> Ticket | None:
@@ -119,11 +124,11 @@ class TicketDesk:
             text = self.kb.render("ops-image", ticket=ticket.number, pic_url=markdown_url(pic_url),
                                   console_url=console_url(self.public_url, ticket.id))
             outbox.append({"target": "ops", "user": "", "payload": {"markdown": text}})
-        return self.store.attach_to_ticket(ticket.id, pic_url or media_id, now, outbox)
+        return self.tickets.attach(ticket.id, pic_url or media_id, now, outbox)
 
     def recent_ticket(self, user: str, now: float) -> Ticket | None:
         """The user's newest open ticket, else one resolved within RECENT_TICKET_SECONDS."""
-        tickets = self.store.list_tickets(user=user)
+        tickets = self.tickets.list(user=user)
         for ticket in tickets:
             if ticket.status != "resolved":
                 return ticket

@@ -141,10 +141,10 @@ def test_files_the_bot_creates_are_private(tmp_path):
 
 def test_an_existing_world_readable_database_is_tightened(tmp_path):
     """A database file left 0644 by an older version becomes 0600 when the store opens it."""
-    from bot.store import SqlStore
+    from bot.store.sql import Db
 
     db = tmp_path / "bot.db"
     db.touch(mode=0o644)
     db.chmod(0o644)
-    SqlStore(f"sqlite:///{db}").close()
+    Db(f"sqlite:///{db}").close()
     assert db.stat().st_mode & 0o777 == 0o600

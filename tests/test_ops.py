@@ -43,7 +43,7 @@ def make_ticket(parts, words: str = "数电配置里找不到乐企联用通道"
     service = parts.service
     service.handle(Inbound(user="o-cust", kind="text", text=words, msg_id="1", created_at=1.0))
     service.handle(Inbound(user="o-cust", kind="text", text=TAX_ID, msg_id="2", created_at=2.0))
-    return parts.store.list_tickets()[0]
+    return parts.store.tickets.list()[0]
 
 
 @pytest.mark.parametrize("path", ["/ops/", "/ops/tickets/1", "/ops/report"])
@@ -67,8 +67,8 @@ def test_ops_see_the_ticket_and_resolve_it_in_one_click(app, parts):
     response = client.post(f"/ops/tickets/{ticket.id}/resolve", data={"csrf": csrf(page.data)},
                            follow_redirects=True)
     assert "已标记完成" in response.get_data(as_text=True)
-    assert parts.store.get_ticket(ticket.id).status == "resolved"
-    rows = parts.store.claim_outbox(10**10, limit=10, target="customer")
+    assert parts.store.tickets.get(ticket.id).status == "resolved"
+    rows = parts.store.outbox.claim(10**10, limit=10, target="customer")
     assert len(rows) == 1 and "更新配置" in rows[0].payload["text"]
 
 
@@ -77,7 +77,7 @@ def test_a_post_without_the_csrf_token_is_rejected(app, parts):
     client = app.test_client()
     login(client)
     assert client.post(f"/ops/tickets/{ticket.id}/resolve", data={}).status_code == 400
-    assert parts.store.get_ticket(ticket.id).status == "open"
+    assert parts.store.tickets.get(ticket.id).status == "open"
 
 
 def test_ops_reply_is_queued_for_the_customer(app, parts):
@@ -85,7 +85,7 @@ def test_ops_reply_is_queued_for_the_customer(app, parts):
     client = app.test_client()
     page = login(client)
     client.post(f"/ops/tickets/{ticket.id}/reply", data={"csrf": csrf(page.data), "text": "已经改好了"})
-    rows = parts.store.claim_outbox(10**10, limit=10, target="customer")
+    rows = parts.store.outbox.claim(10**10, limit=10, target="customer")
     assert [r.payload["text"] for r in rows] == ["【人工客服】已经改好了"]
 
 

@@ -80,7 +80,7 @@ def logout():
 def index():
     """Ticket list, open first."""
     status = request.args.get("status") or None
-    tickets = _parts().store.list_tickets(status=status)
+    tickets = _parts().store.tickets.list(status=status)
     tickets.sort(key=lambda t: (t.status == "resolved", -t.id))
     return render_template("ops_index.html", tickets=tickets, status=status)
 
@@ -89,11 +89,11 @@ def index():
 def ticket(ticket_id: int):
     """One ticket: words, tax ID, flags, history, transcript, attachments."""
     store = _parts().store
-    found = store.get_ticket(ticket_id)
+    found = store.tickets.get(ticket_id)
     if found is None:
         abort(404)
-    return render_template("ops_ticket.html", t=found, events=store.ticket_events(ticket_id),
-                           transcript=store.recent_messages(found.user, 20))
+    return render_template("ops_ticket.html", t=found, events=store.tickets.events(ticket_id),
+                           transcript=store.turns.recent_messages(found.user, 20))
 
 
 @login_required
@@ -122,7 +122,7 @@ def reply(ticket_id: int):
 @login_required
 def report():
     """What customers asked that nothing answered, and hits per intent."""
-    return render_template("ops_report.html", report=_parts().store.report())
+    return render_template("ops_report.html", report=_parts().store.reports.report())
 
 
 ROUTES = (  # (rule, view, methods): explicit routing

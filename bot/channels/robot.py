@@ -6,38 +6,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bot.outbox import DeliveryError, transport_error
+
 log = logging.getLogger(__name__)
 
 MAX_MARKDOWN_BYTES = 4096
 TRUNCATED_NOTE = "…（已截断，见控制台）"
 RATE_LIMITED = 45009  # WeCom: api freq out of limit (20 msgs/min per robot)
 TAIL_SHARE = 4  # the kept last line (console link) may use at most 1/4 of the budget
-
-
-class DeliveryError(Exception):
-    """A message could not be delivered; `retryable`, `hold` and `maybe` tell the outbox what to do.
-
-    `maybe`: the request went out but no answer came back in time (a read timeout), so the
-    remote may have taken it: the outbox retries such a row once, later, and never twice more.
-    """
-
-    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False,
-                 maybe: bool = False):
-        """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
-        super().__init__(f"{code}: {message}" if code is not None else message)
-        self.retryable = retryable
-        self.code = code
-        self.message = message
-        self.hold = hold
-        self.maybe = maybe
-
-
-def transport_error(exc: requests.RequestException, what: str) -> DeliveryError:
-    """A failed HTTP call: "maybe delivered" when it was sent but unanswered, else not delivered."""
-    if isinstance(exc, requests.ReadTimeout):
-        return DeliveryError(True, None, f"{what} did not answer in time (ReadTimeout): maybe delivered",
-                             maybe=True)
-    return DeliveryError(True, None, f"{what} unreachable: {type(exc).__name__}")
 
 
 def _utf8_len(text: str) -> int:

@@ -17,13 +17,13 @@ HIT_PREFIX = "hits:"
 
 
 class SqlGauges:
-    """metric_counts() for SqlStore (mixed in: uses its `_tx`)."""
+    """metric_counts() for SqlReports (mixed in: uses its `db`)."""
 
     def metric_counts(self) -> dict:
         """{"tickets": {status: n}, "outbox": {"target:status": n}, "hits": {intent: n}, "unanswered": n}."""
         cols, out = tickets.c, outbox_table.c
         not_resolved = or_(cols.status < "resolved", cols.status > "resolved")  # two index ranges
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             total = conn.execute(select(func.max(cols.id))).scalar() or 0
             states = dict(conn.execute(select(cols.status, func.count()).where(not_resolved)
                                        .group_by(cols.status)).all())

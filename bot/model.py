@@ -105,6 +105,13 @@ class LogUnanswered:
 
 
 @dataclass(frozen=True)
+class LogClarified:
+    """Record a question answered with "did you mean 1 or 2" (the insight page counts them)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class LogHit:
     """Count an answered intent."""
 
@@ -130,7 +137,7 @@ class EndSession:
 
 
 Action = (
-    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogHit
+    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogClarified | LogHit
     | AttachImage | ShowTickets | EndSession
 )
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 from bot import dialogue
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
-from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
-                       LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
+from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogClarified,
+                       LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
 from bot.store.base import Store, TurnRecord
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
@@ -33,6 +33,7 @@ class BotService:
         self.performers = {
             Reply: self._reply, CreateTicket: self._create_ticket, RememberTaxId: self._remember,
             ForgetTaxId: self._forget, LogUnanswered: self._unanswered, LogHit: self._hit,
+            LogClarified: self._clarified,
             AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
@@ -66,7 +67,8 @@ class BotService:
         """Run the dialogue step, perform its actions, then write the turn in one transaction."""
         now = self.clock()
         new_session, actions = dialogue.step(session, inbound, self.kb, now)
-        context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": []}
+        context = {"inbound": inbound, "key": key, "now": now, "ended": False,
+                   "hits": [], "unanswered": [], "clarified": []}
         parts: list[tuple[str, str | None]] = []
         for action in actions:
             parts.extend(self.performers[type(action)](action, context))
@@ -77,7 +79,8 @@ class BotService:
             user=inbound.user, now=now, key=key, reply=reply or "",
             session=None if context["ended"] else new_session, end_session=context["ended"],
             lines=lines + ((("out", reply),) if reply else ()),
-            hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"])))
+            hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"]),
+            clarified=tuple(context["clarified"])))
         return reply
 
     def _compose(self, held: list[str], parts: list[tuple[str, str | None]]) -> str | None:
@@ -134,10 +137,13 @@ class BotService:
 
     def _unanswered(self, action: LogUnanswered, ctx: dict) -> list:
         """Log a question nothing answered."""
-        found = find_tax_id(action.text)
-        text = action.text.replace(found.value, mask_tax_id(found.value)) if found.value else action.text
         log.info("unanswered question from %s", ctx["inbound"].user)
-        ctx["unanswered"].append(text)
+        ctx["unanswered"].append(_masked(action.text))
+        return []
+
+    def _clarified(self, action: LogClarified, ctx: dict) -> list:
+        """Log a question that needed a "did you mean" choice."""
+        ctx["clarified"].append(_masked(action.text))
         return []
 
     def _hit(self, action: LogHit, ctx: dict) -> list:
@@ -168,3 +174,8 @@ class BotService:
         ctx["ended"] = True
         return []
 
+
+def _masked(text: str) -> str:
+    """The question with any tax ID in it masked (analytics never keep a full tax ID)."""
+    found = find_tax_id(text)
+    return text.replace(found.value, mask_tax_id(found.value)) if found.value else text

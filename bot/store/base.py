@@ -42,6 +42,7 @@ class TurnRecord:
     lines: tuple[tuple[str, str], ...] = ()  # transcript lines (direction "in"/"out", text)
     hits: tuple[str, ...] = ()  # answered intents
     unanswered: tuple[str, ...] = ()  # questions nothing answered
+    clarified: tuple[str, ...] = ()  # questions answered with "did you mean 1 or 2"
 
 
 class Store:
@@ -131,7 +132,7 @@ class Store:
         """Tickets, newest first, optionally filtered."""
         raise NotImplementedError
 
-    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict], actor: str = "") -> Ticket | None:
         """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
         raise NotImplementedError
 
@@ -140,7 +141,7 @@ class Store:
         raise NotImplementedError
 
     def ticket_events(self, ticket_id: int) -> list[dict]:
-        """History of a ticket: {"at", "kind", "detail"}."""
+        """History of a ticket: {"at", "kind", "detail", "actor"} ("" = the bot or the customer)."""
         raise NotImplementedError
 
     def queue_message(self, row: dict, ticket_id: int | None, now: float) -> int:

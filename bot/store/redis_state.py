@@ -39,6 +39,11 @@ DELEGATED = (
     "ticket_events", "queue_message", "claim_outbox", "outbox_sent", "outbox_retry", "outbox_hold",
     "take_held", "requeue_stale_sending", "log_unanswered", "log_hit", "report", "get_tax_id",
     "outbox_dead", "has_held",
+    # the ops console (bot/store/console.py): accounts, sessions, throttle, audit, search, insight
+    "put_operator", "get_operator", "list_operators", "remove_operator", "open_console_session",
+    "console_session", "close_console_session", "close_operator_sessions", "record_login_failure",
+    "login_failures", "clear_login_failures", "add_ticket_event", "reopen_ticket", "search_tickets",
+    "insight_rows",
 )
 
 

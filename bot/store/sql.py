@@ -16,12 +16,14 @@ from bot.store.prepared import HotPath, WriterQueue, held_where, state_text, sta
 from bot.store.schema import (SCHEMA_LOCK, hits, make_engine, messages, metadata, outbox_table,
                               session_from_state, session_state, sessions, tickets, tokens,
                               transcript, unanswered, users)
+from bot.store.console_schema import add_missing_columns, clarified
+from bot.store.sql_console import ConsoleTables
 from bot.store.sql_desk import TicketTables
 
 log = logging.getLogger(__name__)
 
 
-class SqlStore(TicketTables, Store):
+class SqlStore(TicketTables, ConsoleTables, Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
 
     def __init__(self, url: str):
@@ -37,6 +39,7 @@ class SqlStore(TicketTables, Store):
         with self._tx(write=True) as conn:
             self._advisory_lock(conn, SCHEMA_LOCK)
             metadata.create_all(conn)
+            add_missing_columns(conn)
         log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
 
     def close(self) -> None:
@@ -122,6 +125,8 @@ class SqlStore(TicketTables, Store):
                 hot.hit.run_many(conn, [{"intent": intent, "at": at} for intent in turn.hits])
             if turn.unanswered:
                 hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": at} for t in turn.unanswered])
+            if turn.clarified:
+                conn.execute(clarified.insert(), [{"user": user, "text": t, "at": at} for t in turn.clarified])
             if turn.end_session:
                 hot.end_session.run(conn, user=user)
             elif turn.session is not None:

@@ -50,9 +50,10 @@ class TicketTables:
         return ids
 
     @staticmethod
-    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "") -> None:
-        """Append a ticket_events row."""
-        conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail))
+    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
+        """Append a ticket_events row; `actor` names who did it ("" = the bot or the customer)."""
+        conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail,
+                                                  actor=actor or None))
 
     def create_ticket(self, ticket: Ticket, source_key: str,
                       outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
@@ -85,7 +86,7 @@ class TicketTables:
         with self._tx() as conn:
             return self._tickets(conn, *where)
 
-    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+    def resolve_ticket(self, ticket_id: int, now: float, outbox: list[dict], actor: str = "") -> Ticket | None:
         """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
         with self._tx(write=True) as conn:
             open_ = tickets.c.status != "resolved"
@@ -94,7 +95,7 @@ class TicketTables:
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
             if changed:
                 self._queue(conn, outbox, ticket_id, found[0].user, now)
-                self._event(conn, ticket_id, now, "resolved")
+                self._event(conn, ticket_id, now, "resolved", "", actor)
         return found[0] if found else None
 
     def attach_to_ticket(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
@@ -113,12 +114,12 @@ class TicketTables:
             return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
 
     def ticket_events(self, ticket_id: int) -> list[dict]:
-        """History of a ticket: {"at", "kind", "detail"}."""
+        """History of a ticket: {"at", "kind", "detail", "actor"} ("" = the bot or the customer)."""
         cols = ticket_events.c
-        query = (select(cols.at, cols.kind, cols.detail).where(cols.ticket_id == ticket_id)
+        query = (select(cols.at, cols.kind, cols.detail, cols.actor).where(cols.ticket_id == ticket_id)
                  .order_by(cols.at, cols.id))
         with self._tx() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [{**row, "actor": row["actor"] or ""} for row in conn.execute(query).mappings()]
 
     # -- outbox --
     def queue_message(self, row: dict, ticket_id: int | None, now: float) -> int:

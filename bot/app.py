@@ -38,7 +38,7 @@ def build_parts(config: Config, store: Store | None = None) -> Parts:
     store = store or open_store(config.storage)
     public_url = config.server.public_url
     service = BotService(kb, store, public_url, ops_enabled=config.ops is not None)
-    return Parts(config, kb, store, service, TicketDesk(kb, store, public_url, config.ops is not None))
+    return Parts(config, kb, store, service, service.desk)
 
 
 def create_app(config: Config | None = None, start_worker: bool = False, store: Store | None = None) -> Flask:
@@ -53,9 +53,10 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
-    app.register_blueprint(wechat.wechat_blueprint(config.wechat, parts.service.handle))
+    handle, stamps = parts.service.handle, parts.store.stamps
+    app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, stamps=stamps))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, parts.service.handle))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle, stamps=stamps))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
@@ -84,8 +85,8 @@ def outbox_worker(parts: Parts):
     config = parts.config
     ops, wc = config.ops, config.wecom
     robot = RobotClient(ops.webhook_url, ops.http_timeout) if ops and ops.webhook_url else None
-    customer = CustomerService(config.wechat, parts.store) if config.wechat.app_secret else None
-    wecom = WeComPush(wc, parts.store) if wc and wc.corp_id and wc.secret and wc.agent_id else None
+    customer = CustomerService(config.wechat, parts.store.tokens) if config.wechat.app_secret else None
+    wecom = WeComPush(wc, parts.store.tokens) if wc and wc.corp_id and wc.secret and wc.agent_id else None
     if robot is None:
         log.info("outbox: no [ops] webhook_url, ops notifications stay queued")
     if customer is None:

@@ -1,4 +1,4 @@
-"""Command-line interface: serve, chat, match, check, eval, report, tickets, worker, init-db."""
+"""Command-line interface: serve, chat, match, check, eval, report, tickets, worker, init-db, ops-user."""
 from __future__ import annotations
 
 import argparse
@@ -101,8 +101,8 @@ def cmd_report(args) -> int:
     tz = zone(parts.config.server.timezone)
     first, last = parse_range(args.since, args.until, local_day(time.time(), tz), args.days)
     smalltalk = frozenset(i.id for i in parts.kb.intents.values() if i.kind == "smalltalk")
-    insight = collect(parts.store.insight_rows, first, last, tz, smalltalk)
-    report = parts.store.report()
+    insight = collect(parts.store.console.insight.rows, first, last, tz, smalltalk)
+    report = parts.store.reports.report()
     if args.json:
         print(json.dumps(report | {"insight": insight_json(insight)}, ensure_ascii=False, indent=2))
     else:
@@ -124,14 +124,14 @@ def cmd_tickets(args) -> int:
 
     parts = _parts(args)
     if args.action == "list":
-        tickets = parts.store.list_tickets(status=args.status)
+        tickets = parts.store.tickets.list(status=args.status)
         if args.json:
             for t in tickets:
                 print(json.dumps(ticket_row(t), ensure_ascii=False))
         else:
             print(format_ticket_list(tickets))
         return 0
-    ticket = parts.store.get_ticket(args.id)
+    ticket = parts.store.tickets.get(args.id)
     if ticket is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
@@ -142,7 +142,7 @@ def cmd_tickets(args) -> int:
     if args.json:
         print(json.dumps(ticket_row(ticket), ensure_ascii=False, indent=2))
     else:
-        print(format_ticket(ticket, parts.store.ticket_events(args.id)))
+        print(format_ticket(ticket, parts.store.tickets.events(args.id)))
     return 0
 
 

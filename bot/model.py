@@ -1,7 +1,7 @@
 """Plain data shared by every layer: inbound messages, dialogue state and actions."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -43,24 +43,6 @@ class Session:
     question: str = ""  # the customer's words that started the flow
     updated_at: float = 0.0
     tax_id: str = ""
-
-    def to_dict(self) -> dict:
-        """Serialise for a store (JSON-safe)."""
-        data = asdict(self)
-        data["stage"] = self.stage.value
-        data["choices"] = list(self.choices)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "Session":
-        """Rebuild from `to_dict` output; unknown keys are ignored."""
-        if not data:
-            return cls()
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["stage"] = Stage(kwargs.get("stage", Stage.IDLE.value))
-        kwargs["choices"] = tuple(kwargs.get("choices", ()))
-        return cls(**kwargs)
 
 
 # ---- actions: what `step` asks its caller to do -------------------------------------------

@@ -1,22 +1,85 @@
-"""The caller of the dialogue: dedupe, state, side effects and the final reply for one message."""
+"""The caller of the dialogue: one message = one store turn (dedupe, state, side effects, reply).
+
+`handle` reads the user's state, runs the pure dialogue step, then performs its actions inside
+the message's one write transaction (`Turn.commit`). Each performer returns a typed result;
+`_render` is the one place results become reply text, and `_record` what the turn keeps.
+"""
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from bot import dialogue
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
 from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogClarified,
                        LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
-from bot.store.base import Store, TurnRecord
+from bot.store.base import CLAIM_LEASE_SECONDS, Store, Turn, TurnRecord, TurnWriter
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
 
 log = logging.getLogger(__name__)
 
 RETRY_WAIT_SECONDS = 3.5  # a retry waits this long for the first attempt's reply (WeChat allows 5 s)
-CLAIM_LEASE_SECONDS = 4.0  # a claim older than this without a reply was lost (killed worker)
+TRANSCRIPT_LINES = 10  # lines of the conversation a human-handoff ticket carries to ops
+STATUS_TICKETS = 5  # tickets a status request lists
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a performer may use: the message, its dedupe key, the time, its open transaction."""
+
+    inbound: Inbound
+    key: str
+    now: float
+    tx: TurnWriter
+
+
+# ---- performer results: facts, rendered only by BotService._render --------------------------
+
+@dataclass(frozen=True)
+class Said:
+    """A dialogue text for the customer; `answer_id` names the FAQ it renders (short version)."""
+
+    text: str
+    answer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    """The message's ticket (`created` False: an earlier attempt opened it)."""
+
+    ticket: Ticket
+    created: bool
+
+
+@dataclass(frozen=True)
+class ImageFiled:
+    """A screenshot attached to `ticket` (None: the customer has no ticket it could belong to)."""
+
+    ticket: Ticket | None
+
+
+@dataclass(frozen=True)
+class TicketsListed:
+    """The customer's newest tickets, for a status request."""
+
+    tickets: tuple[Ticket, ...]
+
+
+@dataclass(frozen=True)
+class Noted:
+    """Bookkeeping with no text: an answered intent, a question for authors, the tax ID, the end."""
+
+    hit: str = ""
+    unanswered: str = ""
+    clarified: str = ""  # a question answered with "did you mean 1 or 2"
+    tax_id: str | None = None  # remember it; "" forgets it
+    end_session: bool = False
+
+
+Result = Said | TicketOpened | ImageFiled | TicketsListed | Noted
 
 
 class BotService:
@@ -29,59 +92,80 @@ class BotService:
         self.kb, self.store, self.public_url = kb, store, public_url
         self.ops_enabled = ops_enabled
         self.clock, self.sleep = clock, sleep
-        self.desk = TicketDesk(kb, store, public_url, ops_enabled)
-        self.performers = {
+        self.desk = TicketDesk(kb, store.tickets, store.outbox, public_url, ops_enabled)
+        self.performers: dict[type, Callable[[object, Context], Result]] = {
             Reply: self._reply, CreateTicket: self._create_ticket, RememberTaxId: self._remember,
             ForgetTaxId: self._forget, LogUnanswered: self._unanswered, LogHit: self._hit,
-            LogClarified: self._clarified,
-            AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
+            LogClarified: self._clarified, AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
     def handle(self, inbound: Inbound) -> str | None:
         """Reply to a message exactly once: a retry of the same message gets the same reply."""
-        if not inbound.msg_id:
-            return self._process(inbound, "", *self.store.load_turn(inbound.user))
-        key = f"{inbound.channel}:{inbound.msg_id}"
-        claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
-        if claim.status == "done":
-            log.info("dedupe: retry of %s answered from store", key)
-            return claim.reply or None
-        if claim.status == "busy":
-            return self._wait_for_reply(inbound, key)
-        return self._process(inbound, key, session, has_held)
+        key = f"{inbound.channel}:{inbound.msg_id}" if inbound.msg_id else ""
+        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+            if turn.status == "new":
+                return self._process(inbound, key, turn)
+            if turn.status == "done":
+                log.info("dedupe: retry of %s answered from store", key)
+                return turn.reply or None
+        return self._wait_for_reply(inbound, key)
 
     def _wait_for_reply(self, inbound: Inbound, key: str) -> str | None:
-        """A retry while the first attempt runs: wait briefly for its reply, else 'success'."""
+        """A retry while the first attempt runs elsewhere: wait briefly for its reply, else 'success'."""
         deadline = self.clock() + RETRY_WAIT_SECONDS
         while self.clock() < deadline:
             self.sleep(0.1)
-            claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
-            if claim.status == "done":
-                return claim.reply or None
-            if claim.status == "new":  # the first attempt died: we own it now
-                log.warning("dedupe: took over %s from a lost attempt", key)
-                return self._process(inbound, key, session, has_held)
+            with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+                if turn.status == "done":
+                    return turn.reply or None
+                if turn.status == "new":  # the first attempt died: we own it now
+                    log.warning("dedupe: took over %s from a lost attempt", key)
+                    return self._process(inbound, key, turn)
         return None
 
-    def _process(self, inbound: Inbound, key: str, session: Session, has_held: bool) -> str | None:
-        """Run the dialogue step, perform its actions, then write the turn in one transaction."""
+    def _process(self, inbound: Inbound, key: str, turn: Turn) -> str | None:
+        """Run the dialogue step, then its actions and the turn's record in one transaction."""
         now = self.clock()
-        new_session, actions = dialogue.step(session, inbound, self.kb, now)
-        context = {"inbound": inbound, "key": key, "now": now, "ended": False,
-                   "hits": [], "unanswered": [], "clarified": []}
-        parts: list[tuple[str, str | None]] = []
-        for action in actions:
-            parts.extend(self.performers[type(action)](action, context))
-        held = [row.payload["text"] for row in self.store.take_held(inbound.user, now)] if has_held else []
-        reply = self._compose(held, parts)
+        session, actions = dialogue.step(turn.session, inbound, self.kb, now)
+
+        def work(tx: TurnWriter) -> TurnRecord:
+            """The performers, on the message's transaction."""
+            context = Context(inbound, key, now, tx)
+            results = [self.performers[type(action)](action, context) for action in actions]
+            held = [row.payload["text"] for row in tx.outbox.take_held(inbound.user, now)] if turn.held else []
+            return self._record(inbound, session, results, held)
+        return turn.commit(work) or None
+
+    def _record(self, inbound: Inbound, session: Session, results: list[Result], held: list[str]) -> TurnRecord:
+        """What the turn keeps: the composed reply, the new state, transcript and analytics."""
+        notes = [r for r in results if isinstance(r, Noted)]
+        reply = self._compose(held, [part for part in map(self._render, results) if part])
+        ended = any(n.end_session for n in notes)
+        tax_ids = [n.tax_id for n in notes if n.tax_id is not None]
         lines = (("in", inbound.text),) if inbound.text else ()
-        self.store.finish_turn(TurnRecord(
-            user=inbound.user, now=now, key=key, reply=reply or "",
-            session=None if context["ended"] else new_session, end_session=context["ended"],
-            lines=lines + ((("out", reply),) if reply else ()),
-            hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"]),
-            clarified=tuple(context["clarified"])))
-        return reply
+        return TurnRecord(
+            reply=reply or "", session=None if ended else session, end_session=ended,
+            tax_id=tax_ids[-1] if tax_ids else None, lines=lines + ((("out", reply),) if reply else ()),
+            hits=tuple(n.hit for n in notes if n.hit), unanswered=tuple(n.unanswered for n in notes if n.unanswered),
+            clarified=tuple(n.clarified for n in notes if n.clarified))
+
+    def _render(self, result: Result) -> tuple[str, str | None] | None:
+        """The one place a performer's result becomes reply text: (text, FAQ id for its short version)."""
+        if isinstance(result, Said):
+            return result.text, result.answer_id
+        if isinstance(result, TicketOpened):
+            ticket = result.ticket
+            return self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
+                                  kind=ticket.kind, flagged=bool(ticket.flags)), None
+        if isinstance(result, ImageFiled):
+            if result.ticket is None:
+                return self.kb.render("image-no-ticket"), None
+            return self.kb.render("image-attached", ticket=result.ticket.number), None
+        if isinstance(result, TicketsListed):
+            rows = [{"number": t.number, "status": t.status, "title": self._ticket_title(t)}
+                    for t in result.tickets]
+            return self.kb.render("ticket-status", tickets=rows), None
+        return None
 
     def _compose(self, held: list[str], parts: list[tuple[str, str | None]]) -> str | None:
         """Join held follow-ups and replies within the passive-reply byte limit."""
@@ -97,27 +181,29 @@ class BotService:
         short = self.kb.short_answer(answer_id, self.public_url) if answer_id else None
         return short or text
 
-    # -- action performers: each returns [(reply text, answer id)] ----------------------------
+    def _ticket_title(self, ticket: Ticket) -> str:
+        """A short title for a ticket: its intent's title."""
+        intent = self.kb.intents.get(ticket.intent)
+        return intent.title if intent else ticket.intent
 
-    def _reply(self, action: Reply, ctx: dict) -> list:
+    # -- action performers: each returns a typed result ----------------------------------------
+
+    def _reply(self, action: Reply, ctx: Context) -> Said:
         """A text for the customer."""
-        return [(action.text, action.answer_id)]
+        return Said(action.text, action.answer_id)
 
-    def _create_ticket(self, action: CreateTicket, ctx: dict) -> list:
+    def _create_ticket(self, action: CreateTicket, ctx: Context) -> TicketOpened:
         """Open the ticket (idempotent on the message) with its ops notification."""
-        inbound: Inbound = ctx["inbound"]
+        inbound = ctx.inbound
         draft = Ticket(id=0, user=inbound.user, kind=action.kind, intent=action.intent, status="open",
                        tax_id=action.tax_id, flags=action.flags, words=action.words,
-                       channel=inbound.channel, created_at=ctx["now"])
-        source = ctx["key"] or f"{inbound.channel}:{inbound.user}:{ctx['now']}"
-        transcript = self.store.recent_messages(inbound.user, 10) if action.kind == "human" else []
-        ticket, created = self.store.create_ticket(
-            draft, source, lambda saved: self._notify_rows(saved, transcript))
+                       channel=inbound.channel, created_at=ctx.now)
+        source = ctx.key or f"{inbound.channel}:{inbound.user}:{ctx.now}"
+        transcript = ctx.tx.transcript(TRANSCRIPT_LINES) if action.kind == "human" else []
+        ticket, created = ctx.tx.tickets.create(draft, source, lambda saved: self._notify_rows(saved, transcript))
         log.info("ticket %s %s for %s (tax id %s)", ticket.number, "created" if created else "reused",
                  inbound.user, mask_tax_id(ticket.tax_id))
-        text = self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
-                              kind=ticket.kind, flagged=bool(ticket.flags))
-        return [(text, None)]
+        return TicketOpened(ticket, created)
 
     def _notify_rows(self, ticket: Ticket, transcript: list[dict]) -> list[dict]:
         """The ops message for a newly inserted ticket (none when ops are not configured)."""
@@ -125,54 +211,39 @@ class BotService:
             return []
         return [ops_notification(self.kb, ticket, self.public_url, transcript)]
 
-    def _remember(self, action: RememberTaxId, ctx: dict) -> list:
+    def _remember(self, action: RememberTaxId, ctx: Context) -> Noted:
         """Remember the tax ID for later flows."""
-        self.store.remember_tax_id(ctx["inbound"].user, action.tax_id)
-        return []
+        return Noted(tax_id=action.tax_id)
 
-    def _forget(self, action: ForgetTaxId, ctx: dict) -> list:
+    def _forget(self, action: ForgetTaxId, ctx: Context) -> Noted:
         """Forget the remembered tax ID."""
-        self.store.forget_tax_id(ctx["inbound"].user)
-        return []
+        return Noted(tax_id="")
 
-    def _unanswered(self, action: LogUnanswered, ctx: dict) -> list:
-        """Log a question nothing answered."""
-        log.info("unanswered question from %s", ctx["inbound"].user)
-        ctx["unanswered"].append(_masked(action.text))
-        return []
+    def _unanswered(self, action: LogUnanswered, ctx: Context) -> Noted:
+        """Log a question nothing answered (a tax ID in it masked)."""
+        log.info("unanswered question from %s", ctx.inbound.user)
+        return Noted(unanswered=_masked(action.text))
 
-    def _clarified(self, action: LogClarified, ctx: dict) -> list:
-        """Log a question that needed a "did you mean" choice."""
-        ctx["clarified"].append(_masked(action.text))
-        return []
+    def _clarified(self, action: LogClarified, ctx: Context) -> Noted:
+        """Log a question that needed a "did you mean" choice (a tax ID in it masked)."""
+        return Noted(clarified=_masked(action.text))
 
-    def _hit(self, action: LogHit, ctx: dict) -> list:
+    def _hit(self, action: LogHit, ctx: Context) -> Noted:
         """Count an answered intent."""
-        ctx["hits"].append(action.intent)
-        return []
+        return Noted(hit=action.intent)
 
-    def _attach(self, action: AttachImage, ctx: dict) -> list:
-        """Attach a screenshot to the customer's ticket, or ask what it is about."""
-        ticket = self.desk.attach_image(ctx["inbound"].user, action.media_id, action.pic_url, ctx["now"])
-        if ticket is None:
-            return [(self.kb.render("image-no-ticket"), None)]
-        return [(self.kb.render("image-attached", ticket=ticket.number), None)]
+    def _attach(self, action: AttachImage, ctx: Context) -> ImageFiled:
+        """Attach a screenshot to the customer's ticket (None when there is none)."""
+        desk = self.desk.within(ctx.tx)
+        return ImageFiled(desk.attach_image(ctx.inbound.user, action.media_id, action.pic_url, ctx.now))
 
-    def _show_tickets(self, action: ShowTickets, ctx: dict) -> list:
-        """The state of the customer's tickets."""
-        tickets = self.store.list_tickets(user=ctx["inbound"].user)[:5]
-        rows = [{"number": t.number, "status": t.status, "title": self._ticket_title(t)} for t in tickets]
-        return [(self.kb.render("ticket-status", tickets=rows), None)]
+    def _show_tickets(self, action: ShowTickets, ctx: Context) -> TicketsListed:
+        """The customer's newest tickets."""
+        return TicketsListed(tuple(ctx.tx.tickets.list(user=ctx.inbound.user)[:STATUS_TICKETS]))
 
-    def _ticket_title(self, ticket: Ticket) -> str:
-        """A short title for a ticket: its intent's title."""
-        intent = self.kb.intents.get(ticket.intent)
-        return intent.title if intent else ticket.intent
-
-    def _end(self, action: EndSession, ctx: dict) -> list:
+    def _end(self, action: EndSession, ctx: Context) -> Noted:
         """Forget the conversation (unsubscribe)."""
-        ctx["ended"] = True
-        return []
+        return Noted(end_session=True)
 
 
 def _masked(text: str) -> str:

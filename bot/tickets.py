@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import quote, urlsplit
 
 from bot.kb import KnowledgeBase
 from bot.model import Ticket
-from bot.store.base import Store
+from bot.store.base import Outbox, Tickets, TurnWriter
 
 ROBOT_LIMIT_BYTES = 4096
 RECENT_TICKET_SECONDS = 7 * 24 * 3600  # an image within a week of a resolved ticket reopens it
@@ -21,6 +22,19 @@ def markdown_safe(text: str, limit: int = 500) -> str:
     """Customer text made inert for WeCom markdown (no links, tags or headings), on one line."""
     text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text).translate(_MARKDOWN_SPECIAL)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown_url(url: str) -> str:
+    """A customer-supplied URL safe inside a markdown link target: http(s) only, and every
+    character that could end the link or start markup percent-encoded; anything else is "#"."""
+    url = re.sub(r"[\x00-\x20\x7f]", "", url)
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return "#"
+    if scheme not in ("http", "https"):
+        return "#"
+    return quote(url, safe="/:?#=&%+,;@!$*~.-_")
 
 
 def fit_bytes(text: str, limit: int, note: str = "\n…（已截断，见控制台）") -> str:
@@ -71,39 +85,44 @@ class TicketDesk:
     """Operations on tickets shared by the console and the CLI."""
 
     kb: KnowledgeBase
-    store: Store
+    tickets: Tickets
+    outbox: Outbox
     public_url: str = ""
     ops_enabled: bool = True
 
+    def within(self, tx: TurnWriter) -> TicketDesk:
+        """The same desk working inside a message's open transaction."""
+        return replace(self, tickets=tx.tickets, outbox=tx.outbox)
+
     def resolve(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
         """Mark done; a channel ticket queues FAQ step 3 for the customer. None if unknown."""
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return None
         outbox = []
         if ticket.kind == "channel" and ticket.status != "resolved":
             text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id)
             outbox.append(customer_message(ticket, text))
-        return self.store.resolve_ticket(ticket_id, now or time.time(), outbox, actor=actor)
+        return self.tickets.resolve(ticket_id, now or time.time(), outbox, actor=actor)
 
     def reopen(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
         """Open a resolved ticket again; None if unknown."""
-        return self.store.reopen_ticket(ticket_id, now or time.time(), actor=actor)
+        return self.tickets.reopen(ticket_id, now or time.time(), actor=actor)
 
     def reply(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
         """Queue an ops reply to the ticket's customer, recorded with who sent it; None if unknown."""
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None or not text.strip():
             return None
         message = self.kb.render("ops-reply", text=text.strip())
-        return self.store.add_ticket_event(ticket_id, now or time.time(), "replied", text.strip(), actor,
-                                           outbox=[customer_message(ticket, message)])
+        return self.tickets.add_event(ticket_id, now or time.time(), "replied", text.strip(), actor,
+                                      outbox=[customer_message(ticket, message)])
 
     def note(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
         """An internal note (never sent to the customer); None if unknown ticket or empty text."""
         if not text.strip():
             return None
-        return self.store.add_ticket_event(ticket_id, now or time.time(), "note", text.strip(), actor)
+        return self.tickets.add_event(ticket_id, now or time.time(), "note", text.strip(), actor)
 
     def attach_image(self, user: str, media_id: str, pic_url: str, now: float) -> Ticket | None:
         """Attach to the user's open or recently resolved ticket (reopening it) and tell ops."""
@@ -112,14 +131,14 @@ class TicketDesk:
             return None
         outbox = []
         if self.ops_enabled:
-            text = self.kb.render("ops-image", ticket=ticket.number, pic_url=pic_url or media_id,
+            text = self.kb.render("ops-image", ticket=ticket.number, pic_url=markdown_url(pic_url),
                                   console_url=console_url(self.public_url, ticket.id))
             outbox.append({"target": "ops", "user": "", "payload": {"markdown": text}})
-        return self.store.attach_to_ticket(ticket.id, pic_url or media_id, now, outbox)
+        return self.tickets.attach(ticket.id, pic_url or media_id, now, outbox)
 
     def recent_ticket(self, user: str, now: float) -> Ticket | None:
         """The user's newest open ticket, else one resolved within RECENT_TICKET_SECONDS."""
-        tickets = self.store.list_tickets(user=user)
+        tickets = self.tickets.list(user=user)
         for ticket in tickets:
             if ticket.status != "resolved":
                 return ticket

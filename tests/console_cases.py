@@ -51,4 +51,4 @@ def make_ticket(parts, words: str = QUESTION, user: str = "o-cust", tax_ids: tup
     (BAD_CHECK_DIGIT twice gives a ticket flagged 校验位未通过)."""
     for n, text in enumerate((words, *tax_ids)):
         parts.service.handle(Inbound(user=user, kind="text", text=text, msg_id=f"{user}-{n}", created_at=1.0 + n))
-    return parts.store.list_tickets(user=user)[0]
+    return parts.store.tickets.list(user=user)[0]

@@ -97,10 +97,10 @@ def busy(tmp_path):
     ticket = make_ticket(parts)
     make_ticket(parts, user="o-2")
     parts.desk.resolve(ticket.id)
-    store = parts.store
     for n, text in enumerate(["红字发票怎么开", "红字发票怎么开", "收费吗"]):
         parts.service.handle(Inbound(user="o-3", kind="text", text=text, msg_id=f"u{n}", created_at=1.0))
-    store.finish_turn(TurnRecord(user="o-4", now=time.time(), clarified=("乐企怎么弄",)))
+    with parts.store.turns.turn("c1", "o-4", time.time()) as turn:
+        turn.commit(lambda tx: TurnRecord(clarified=("乐企怎么弄",)))
     return app
 
 

@@ -35,7 +35,7 @@ def card_numbers(body: str) -> list[str]:
 
 def customer_rows(parts) -> list[str]:
     """Texts queued for customers."""
-    return [r.payload["text"] for r in parts.store.claim_outbox(10**10, limit=50, target="customer")]
+    return [r.payload["text"] for r in parts.store.outbox.claim(10**10, limit=50, target="customer")]
 
 
 def test_the_list_shows_open_tickets_first_with_tax_id_flag_and_zone(app, parts):
@@ -97,7 +97,7 @@ def test_reply_resolve_reopen_and_note_are_recorded_with_the_operator(app, parts
     history = re.search(r'<ol class="history">(.*?)</ol>', body, re.S).group(1)
     for words in ("王 回复客户：已经改好了", "王 备注：财务说明天再试", "王 标记完成", "王 重新打开"):
         assert words in history
-    assert 'class="bubble ops"' in body and parts.store.get_ticket(ticket.id).status == "open"
+    assert 'class="bubble ops"' in body and parts.store.tickets.get(ticket.id).status == "open"
     sent = customer_rows(parts)
     assert len(sent) == 2 and "已经改好了" in sent[0] and "更新配置" in sent[1]  # the note is not sent
     assert not any("财务说明天再试" in text for text in sent)

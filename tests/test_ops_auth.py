@@ -55,7 +55,7 @@ def test_accounts_from_the_config(app, user, password, ok):
 
 def test_a_stored_account_and_a_hashed_console_password_log_in(tmp_path):
     app = console_app(tmp_path, console_password=hash_password("hashed secret!"), accounts=())
-    app.extensions["bot"].store.put_operator("li", hash_password("stored secret!"), 0.0)
+    app.extensions["bot"].store.console.operators.put("li", hash_password("stored secret!"), 0.0)
     for user, password in (("li", "stored secret!"), ("ops", "hashed secret!")):
         assert login(app.test_client(), user, password).status_code == 303
 
@@ -108,7 +108,7 @@ def test_the_cookie_from_before_logout_is_refused(app, parts, method, path):
     client.set_cookie("ops_session", old)
     response = client.open(path.replace("1", str(ticket.id)), method=method, data={"csrf": csrf})
     assert response.status_code in (302, 303) and "/ops/login" in response.headers["Location"]
-    assert parts.store.get_ticket(ticket.id).status == "open"
+    assert parts.store.tickets.get(ticket.id).status == "open"
 
 
 def test_log_out_everywhere_ends_the_other_devices(app):
@@ -161,7 +161,7 @@ def test_a_form_without_its_csrf_token_is_refused(app, parts, form):
     ticket = make_ticket(parts)
     client, _ = logged_in(app)
     assert client.post(f"/ops/tickets/{ticket.id}/resolve", data=form).status_code == 400
-    assert parts.store.get_ticket(ticket.id).status == "open"
+    assert parts.store.tickets.get(ticket.id).status == "open"
 
 
 def test_console_pages_carry_the_security_headers(app):

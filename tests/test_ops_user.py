@@ -7,7 +7,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import load_config
-from bot.store import SqlStore
+from bot.store.sql import Db, sql_store
 
 PASSWORD = "a long enough password"
 
@@ -40,11 +40,11 @@ def test_add_prints_lines_that_the_config_accepts(monkeypatch, capsys, config_fi
 def test_add_store_list_logout_remove(monkeypatch, capsys, config_file, tmp_path):
     config = ("--config", str(config_file))
     assert ops_user(monkeypatch, capsys, "add", "li", "--store", "--password-stdin", *config)[0] == 0
-    store = SqlStore(f"sqlite:///{tmp_path}/bot.db")
-    store.open_console_session("h", "li", "c", 1.0)
+    store = sql_store(Db(f"sqlite:///{tmp_path}/bot.db"))
+    store.console.sessions.open("h", "li", "c", 1.0)
     assert "li\tstore" in ops_user(monkeypatch, capsys, "list", *config)[1]
     assert "1 session(s)" in ops_user(monkeypatch, capsys, "logout", "li", *config)[1]
-    assert ops_user(monkeypatch, capsys, "remove", "li", *config)[0] == 0 and store.get_operator("li") is None
+    assert ops_user(monkeypatch, capsys, "remove", "li", *config)[0] == 0 and store.console.operators.get("li") is None
     assert ops_user(monkeypatch, capsys, "remove", "li", *config)[0] == 1
     store.close()
 

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from bot.store import SqlStore
+from bot.store.sql import Db, sql_store
 from bot.store.console import TicketQuery
-from tests.store_cases import T0, all_backends, make_ticket, pending
+from tests.store_cases import T0, all_backends, make_ticket, pending, take_turn
 
 HOUR = 3600.0
 
@@ -18,15 +18,16 @@ HOUR = 3600.0
 @all_backends()
 def test_operators_are_added_changed_listed_and_removed(store):
     """A second put changes the password; removing ends the account's sessions too."""
-    store.put_operator("王", "scrypt:1$a$b", T0)
-    store.put_operator("li", "scrypt:1$c$d", T0)
-    store.put_operator("王", "scrypt:1$e$f", T0 + 1)
-    assert store.get_operator("王").password_hash == "scrypt:1$e$f"
-    assert [o.name for o in store.list_operators()] == sorted(["王", "li"])
-    store.open_console_session("h1", "王", "csrf", T0)
-    assert store.remove_operator("王") and not store.remove_operator("王")
-    assert store.get_operator("王") is None
-    assert store.console_session("h1", T0 + 1, idle_seconds=HOUR, max_age=10 * HOUR) is None
+    accounts, sessions = store.console.operators, store.console.sessions
+    accounts.put("王", "scrypt:1$a$b", T0)
+    accounts.put("li", "scrypt:1$c$d", T0)
+    accounts.put("王", "scrypt:1$e$f", T0 + 1)
+    assert accounts.get("王").password_hash == "scrypt:1$e$f"
+    assert [o.name for o in accounts.list()] == sorted(["王", "li"])
+    sessions.open("h1", "王", "csrf", T0)
+    assert accounts.remove("王") and not accounts.remove("王")
+    assert accounts.get("王") is None
+    assert sessions.get("h1", T0 + 1, idle_seconds=HOUR, max_age=10 * HOUR) is None
 
 
 # ---- console sessions ------------------------------------------------------------------------
@@ -41,8 +42,9 @@ def test_operators_are_added_changed_listed_and_removed(store):
 ])
 def test_console_sessions_expire_when_idle_or_old(store, visits, alive):
     """idle_seconds = 1 h, max_age = 3 h."""
-    store.open_console_session("h1", "王", "tok", T0)
-    found = [store.console_session("h1", T0 + v * HOUR, idle_seconds=HOUR, max_age=3 * HOUR) for v in visits]
+    sessions = store.console.sessions
+    sessions.open("h1", "王", "tok", T0)
+    found = [sessions.get("h1", T0 + v * HOUR, idle_seconds=HOUR, max_age=3 * HOUR) for v in visits]
     assert [s is not None for s in found] == alive
     assert all(s.operator == "王" and s.csrf == "tok" for s in found if s)
 
@@ -50,13 +52,14 @@ def test_console_sessions_expire_when_idle_or_old(store, visits, alive):
 @all_backends()
 def test_logout_ends_one_session_and_everywhere_ends_all(store):
     """close_console_session ends one browser; close_operator_sessions every one of that operator."""
+    sessions = store.console.sessions
     for token, who in (("a", "王"), ("b", "王"), ("c", "li")):
-        store.open_console_session(token, who, "x", T0)
-    store.close_console_session("a")
-    alive = {t: store.console_session(t, T0, HOUR, HOUR) is not None for t in "abc"}
+        sessions.open(token, who, "x", T0)
+    sessions.close("a")
+    alive = {t: sessions.get(t, T0, HOUR, HOUR) is not None for t in "abc"}
     assert alive == {"a": False, "b": True, "c": True}
-    assert store.close_operator_sessions("王") == 1
-    assert store.console_session("b", T0, HOUR, HOUR) is None and store.console_session("c", T0, HOUR, HOUR)
+    assert sessions.close_all("王") == 1
+    assert sessions.get("b", T0, HOUR, HOUR) is None and sessions.get("c", T0, HOUR, HOUR)
 
 
 # ---- login throttle --------------------------------------------------------------------------
@@ -64,13 +67,14 @@ def test_logout_ends_one_session_and_everywhere_ends_all(store):
 @all_backends()
 def test_login_failures_are_counted_per_scope_and_forgotten(store):
     """Failures count per scope within the window; old ones are dropped; clear forgets a scope."""
+    throttle = store.console.throttle
     for i in range(3):
-        store.record_login_failure(("account:王", "address:1.2.3.4"), T0 + i, forget_before=T0 - 600)
-    store.record_login_failure(("account:li", "address:1.2.3.4"), T0 + 700, forget_before=T0 + 100)
-    found = store.login_failures(("account:王", "account:li", "address:1.2.3.4", "address:9"), T0 - 600)
+        throttle.record(("account:王", "address:1.2.3.4"), T0 + i, forget_before=T0 - 600)
+    throttle.record(("account:li", "address:1.2.3.4"), T0 + 700, forget_before=T0 + 100)
+    found = throttle.failures(("account:王", "account:li", "address:1.2.3.4", "address:9"), T0 - 600)
     assert found == {"account:li": [T0 + 700], "address:1.2.3.4": [T0 + 700]}  # T0..T0+2 dropped
-    store.clear_login_failures(("account:li",))
-    assert store.login_failures(("account:li", "address:1.2.3.4"), 0) == {"address:1.2.3.4": [T0 + 700]}
+    throttle.clear(("account:li",))
+    assert throttle.failures(("account:li", "address:1.2.3.4"), 0) == {"address:1.2.3.4": [T0 + 700]}
 
 
 # ---- who did what ----------------------------------------------------------------------------
@@ -78,18 +82,19 @@ def test_login_failures_are_counted_per_scope_and_forgotten(store):
 @all_backends()
 def test_events_name_the_operator_and_replies_queue_in_the_same_step(store):
     """resolve, reopen, reply and note events carry the actor; a reply's message is queued with it."""
-    ticket, _ = store.create_ticket(make_ticket(), "m1", [])
+    tickets = store.tickets
+    ticket, _ = tickets.create(make_ticket(), "m1", [])
     message = {"target": "customer", "user": "u1", "payload": {"text": "好了"}}
-    assert store.add_ticket_event(ticket.id, T0 + 1, "replied", "好了", "王", outbox=[message]).id == ticket.id
-    store.add_ticket_event(ticket.id, T0 + 2, "note", "已联系财务", "li")
-    store.resolve_ticket(ticket.id, T0 + 3, [], actor="王")
-    assert store.reopen_ticket(ticket.id, T0 + 4, actor="li").status == "open"
-    assert store.reopen_ticket(ticket.id, T0 + 5, actor="li").status == "open"  # already open: no event
-    events = [(e["kind"], e["actor"], e["detail"]) for e in store.ticket_events(ticket.id)]
+    assert tickets.add_event(ticket.id, T0 + 1, "replied", "好了", "王", outbox=[message]).id == ticket.id
+    tickets.add_event(ticket.id, T0 + 2, "note", "已联系财务", "li")
+    tickets.resolve(ticket.id, T0 + 3, [], actor="王")
+    assert tickets.reopen(ticket.id, T0 + 4, actor="li").status == "open"
+    assert tickets.reopen(ticket.id, T0 + 5, actor="li").status == "open"  # already open: no event
+    events = [(e["kind"], e["actor"], e["detail"]) for e in tickets.events(ticket.id)]
     assert events == [("created", "", "channel leqi-channel-missing"), ("replied", "王", "好了"),
                       ("note", "li", "已联系财务"), ("resolved", "王", ""), ("reopened", "li", "")]
     assert [(r.ticket_id, r.payload) for r in pending(store)] == [(ticket.id, {"text": "好了"})]
-    assert store.add_ticket_event(999, T0, "note", "x", "王") is None and store.reopen_ticket(999, T0) is None
+    assert tickets.add_event(999, T0, "note", "x", "王") is None and tickets.reopen(999, T0) is None
 
 
 # ---- search ----------------------------------------------------------------------------------
@@ -107,11 +112,11 @@ def filled(store):
     """The TICKETS in the store; {source key: ticket id}."""
     ids = {}
     for key, user, kind, tax_id, words, hours, resolved in TICKETS:
-        ticket, _ = store.create_ticket(make_ticket(user=user, kind=kind, tax_id=tax_id, words=words,
-                                                    now=T0 + hours * HOUR), key, [])
+        ticket, _ = store.tickets.create(make_ticket(user=user, kind=kind, tax_id=tax_id, words=words,
+                                                     now=T0 + hours * HOUR), key, [])
         ids[key] = ticket.id
         if resolved:
-            store.resolve_ticket(ticket.id, T0 + (hours + 2) * HOUR, [])
+            store.tickets.resolve(ticket.id, T0 + (hours + 2) * HOUR, [])
     return ids
 
 
@@ -133,7 +138,7 @@ def filled(store):
 ])
 def test_search_finds_by_words_tax_id_and_filters(store, filled, query, expected):
     """The list's search box and filters; the total counts every match, not one page."""
-    page = store.search_tickets(query)
+    page = store.console.tickets.search(query)
     assert [next(k for k, i in filled.items() if i == t.id) for t in page.tickets] == expected
     assert page.total == (len(expected) if query.limit >= 4 else 4)
 
@@ -141,9 +146,9 @@ def test_search_finds_by_words_tax_id_and_filters(store, filled, query, expected
 @all_backends(["sqlite", "postgres"])
 def test_search_by_ticket_number(store, filled):
     """T000003, 000003 and 3 all find ticket 3 (and only words/tax IDs that contain it)."""
-    number = store.get_ticket(filled["k3"]).number
+    number = store.tickets.get(filled["k3"]).number
     for text in (number, number.lower(), number[1:], str(filled["k3"])):
-        assert filled["k3"] in [t.id for t in store.search_tickets(TicketQuery(text=text)).tickets]
+        assert filled["k3"] in [t.id for t in store.console.tickets.search(TicketQuery(text=text)).tickets]
 
 
 # ---- insight rows ----------------------------------------------------------------------------
@@ -151,14 +156,14 @@ def test_search_by_ticket_number(store, filled):
 @all_backends(["sqlite", "postgres", "redis"])
 def test_insight_rows_keep_to_the_range(store, filled):
     """Tickets opened and resolved, hits, clarifications and unanswered questions within [since, until)."""
-    for at, intent in ((T0, "leqi-ids-swapped"), (T0 + 100 * HOUR, "greeting")):
-        store.log_hit(intent, at)
+    take_turn(store, "m1", now=T0, hits=("leqi-ids-swapped",), clarified=("乐企怎么弄",))
+    take_turn(store, "m2", now=T0 + 100 * HOUR, hits=("greeting",))
     for i, text in enumerate(["收费吗", "收费吗", "红字发票"]):
-        store.log_unanswered("u1", text, T0 + i)
-    rows = store.insight_rows(T0, T0 + 48 * HOUR, top=1)
+        take_turn(store, f"q{i}", now=T0 + i, unanswered=(text,))
+    rows = store.console.insight.rows(T0, T0 + 48 * HOUR, top=1)
     assert sorted(rows["tickets"]) == [(T0, T0 + 2 * HOUR), (T0 + HOUR, None), (T0 + 30 * HOUR, None)]
     assert rows["resolved"] == [(T0, T0 + 2 * HOUR)]
-    assert rows["hits"] == [(T0, "leqi-ids-swapped")] and rows["clarified"] == []
+    assert rows["hits"] == [(T0, "leqi-ids-swapped")] and rows["clarified"] == [T0]
     assert sorted(rows["unanswered"]) == [T0, T0 + 1, T0 + 2]
     assert [(r["text"], r["count"]) for r in rows["top_unanswered"]] == [("收费吗", 2)]
 
@@ -168,17 +173,17 @@ def test_insight_rows_keep_to_the_range(store, filled):
 def test_a_database_from_before_the_actor_column_gets_it(tmp_path):
     """A ticket_events table without `actor` is given the column at start; old rows read as ""."""
     path = tmp_path / "old.db"
-    SqlStore(f"sqlite:///{path}").close()
+    Db(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE ticket_events")
         conn.execute("CREATE TABLE ticket_events (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, "
                      "at FLOAT, kind VARCHAR, detail TEXT)")
         conn.execute("INSERT INTO ticket_events (ticket_id, at, kind, detail) VALUES (1, 1.0, 'created', '')")
-    store = SqlStore(f"sqlite:///{path}")
+    store = sql_store(Db(f"sqlite:///{path}"))
     try:
-        ticket, _ = store.create_ticket(make_ticket(), "m1", [])
-        store.resolve_ticket(ticket.id, T0, [], actor="王")
-        assert [(e["kind"], e["actor"]) for e in store.ticket_events(ticket.id)] == [
+        ticket, _ = store.tickets.create(make_ticket(), "m1", [])
+        store.tickets.resolve(ticket.id, T0, [], actor="王")
+        assert [(e["kind"], e["actor"]) for e in store.tickets.events(ticket.id)] == [
             ("created", ""), ("created", ""), ("resolved", "王")]
     finally:
         store.close()

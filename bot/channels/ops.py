@@ -58,7 +58,7 @@ def list_query(args) -> tuple[TicketQuery, dict]:
 def index():
     """Ticket list: open first, search, filters, pages."""
     query, form = list_query(request.args)
-    found = _parts().store.search_tickets(query)
+    found = _parts().store.console.tickets.search(query)
     pages = max(1, -(-found.total // PAGE_SIZE))
     filters = {k: v for k, v in form.items() if v and k != "page"}
 
@@ -72,7 +72,7 @@ def index():
 
 def _ticket_or_404(ticket_id: int):
     """The ticket, or a 404 page."""
-    found = _parts().store.get_ticket(ticket_id)
+    found = _parts().store.tickets.get(ticket_id)
     if found is None:
         abort(404)
     return found
@@ -96,11 +96,11 @@ def ticket(ticket_id: int):
     """One ticket: words, tax ID, flags, images, the conversation, notes and history."""
     store = _parts().store
     found = _ticket_or_404(ticket_id)
-    events = store.ticket_events(ticket_id)
+    events = store.tickets.events(ticket_id)
     intent = _parts().kb.intents.get(found.intent)
     return render_template(
         "ops_ticket.html", t=found, intent=intent, events=events, attachments=attachment_views(found),
-        chat=conversation(store.recent_messages(found.user, TRANSCRIPT_LINES), events),
+        chat=conversation(store.turns.recent_messages(found.user, TRANSCRIPT_LINES), events),
         notes=[e for e in events if e["kind"] == "note"], notice=NOTICES.get(request.args.get("done", "")))
 
 
@@ -163,7 +163,7 @@ ROUTES = (  # (rule, view, methods): explicit routing
 def ops_blueprint(app, clock=time.time) -> Blueprint:
     """Blueprint mounted at /ops: every view but login needs a live server-side session."""
     parts = app.extensions["bot"]
-    app.extensions["console_auth"] = ConsoleAuth(parts.config.ops, parts.store, clock)
+    app.extensions["console_auth"] = ConsoleAuth(parts.config.ops, parts.store.console, clock)
     bp = Blueprint("ops", __name__, template_folder="templates")
     bp.before_request(ops_session.load_session)
     bp.after_request(ops_session.add_headers)

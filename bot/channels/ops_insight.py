@@ -45,7 +45,7 @@ def insight():
         first, last = parse_range(None, None, today)
         error = str(exc)
     smalltalk = frozenset(i.id for i in parts.kb.intents.values() if i.kind == "smalltalk")
-    found = collect(parts.store.insight_rows, first, last, tz, smalltalk)
+    found = collect(parts.store.console.insight.rows, first, last, tz, smalltalk)
     return render_template("ops_insight.html", found=found, charts=charts(found), error=error,
                            median=duration_text(found.median), p90=duration_text(found.p90),
                            quick=[(n, (today - timedelta(days=n - 1)).isoformat()) for n in QUICK_RANGES],

@@ -40,7 +40,7 @@ def web_blueprint(parts) -> Blueprint:
     def healthz():
         """200 when the store answers, 503 otherwise."""
         try:
-            parts.store.get_token("healthz", time.time())
+            parts.store.tokens.get("healthz", time.time())
         except Exception:  # noqa: BLE001 - any store failure means unhealthy
             log.exception("healthz: store unavailable")
             return {"status": "error", "store": "unavailable"}, 503

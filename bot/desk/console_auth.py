@@ -73,13 +73,13 @@ class ConsoleAuth:
 
     def enabled(self) -> bool:
         """True when at least one account can log in."""
-        return bool(self.configured()) or bool(self.store.list_operators())
+        return bool(self.configured()) or bool(self.store.operators.list())
 
     def password_ok(self, name: str, password: str) -> bool:
         """Check the password; unknown names cost the same time as known ones."""
         secret = self.configured().get(name)
         if secret is None:
-            stored = self.store.get_operator(name)
+            stored = self.store.operators.get(name)
             secret = stored.password_hash if stored else None
         if secret is None:
             check_password_hash(_dummy_hash(), password)
@@ -95,7 +95,7 @@ class ConsoleAuth:
 
     def retry_after(self, scopes: tuple[str, ...], now: float) -> int:
         """Seconds until a throttled scope may try again; 0 when none is throttled."""
-        found = self.store.login_failures(scopes, now - FAILURE_WINDOW_SECONDS)
+        found = self.store.throttle.failures(scopes, now - FAILURE_WINDOW_SECONDS)
         waits = [times[-FAILURE_LIMIT] + FAILURE_WINDOW_SECONDS - now
                  for times in found.values() if len(times) >= FAILURE_LIMIT]
         return max(1, math.ceil(max(waits))) if waits else 0
@@ -112,11 +112,11 @@ class ConsoleAuth:
             return LoginResult("disabled")
         if not name or not self.password_ok(name, password):
             log.warning("ops console: failed login for %r from %s", name, address)
-            self.store.record_login_failure(scopes, now, now - FAILURE_WINDOW_SECONDS)
+            self.store.throttle.record(scopes, now, now - FAILURE_WINDOW_SECONDS)
             return LoginResult("bad")
-        self.store.clear_login_failures(scopes[:1])  # the address keeps its count
+        self.store.throttle.clear(scopes[:1])  # the address keeps its count
         token = secrets.token_urlsafe(32)
-        self.store.open_console_session(token_hash(token), name, secrets.token_urlsafe(24), now)
+        self.store.sessions.open(token_hash(token), name, secrets.token_urlsafe(24), now)
         log.info("ops console: %s logged in from %s", name, address)
         return LoginResult("ok", operator=name, token=token)
 
@@ -124,14 +124,14 @@ class ConsoleAuth:
         """The live session of a cookie value, or None (unknown, logged out, idle or too old)."""
         if not token:
             return None
-        return self.store.console_session(token_hash(token), self.clock(), self.idle_seconds, self.max_age)
+        return self.store.sessions.get(token_hash(token), self.clock(), self.idle_seconds, self.max_age)
 
     def logout(self, token: str) -> None:
         """End this browser's session."""
-        self.store.close_console_session(token_hash(token))
+        self.store.sessions.close(token_hash(token))
 
     def logout_everywhere(self, operator: str) -> int:
         """End every session of the operator; how many."""
-        ended = self.store.close_operator_sessions(operator)
+        ended = self.store.sessions.close_all(operator)
         log.info("ops console: %s logged out everywhere (%d sessions)", operator, ended)
         return ended

@@ -56,7 +56,7 @@ def run_ops_user(args, parts_of) -> int:
         if not args.store:
             print(account_lines(name, hashed))
             return 0
-        parts_of().store.put_operator(name, hashed, time.time())
+        parts_of().store.console.operators.put(name, hashed, time.time())
         print(f"account {name} saved in the store")
         return 0
     parts = parts_of()
@@ -65,14 +65,14 @@ def run_ops_user(args, parts_of) -> int:
         names = [(a.name, "config") for a in (ops.accounts if ops else ())]
         if ops and ops.console_password:
             names.append((ops.console_user, "config console_user"))
-        names += [(o.name, "store") for o in parts.store.list_operators()]
+        names += [(o.name, "store") for o in parts.store.console.operators.list()]
         print("\n".join(f"{name}\t{where}" for name, where in names) or "no accounts")
         return 0
     if args.action == "remove":
-        removed = parts.store.remove_operator(args.name)
+        removed = parts.store.console.operators.remove(args.name)
         print(f"account {args.name} removed" if removed else f"no stored account {args.name}")
         return 0 if removed else 1
-    ended = parts.store.close_operator_sessions(args.name)
+    ended = parts.store.console.sessions.close_all(args.name)
     print(f"{ended} session(s) of {args.name} ended")
     return 0
 

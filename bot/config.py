@@ -74,6 +74,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    worker_class: str = "gthread"  # gunicorn worker class: sync | gthread (see bench/README.md)
+    threads: int = 4  # threads per gthread worker
+    access_log: bool = False  # one log line per request (costs ~4 % of a worker under load)
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
 

@@ -58,7 +58,7 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     if config.wecom is not None:
         app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle, stamps=stamps))
     if config.ops is not None:
-        app.register_blueprint(ops.ops_blueprint(), url_prefix="/ops")
+        app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
     return app

@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from bot.localtime import zone
+
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +50,23 @@ class WeComConfig:
 
 
 @dataclass(frozen=True)
+class OpsAccount:
+    """One console operator from `[[ops.accounts]]` (line printed by `python -m bot ops-user add`)."""
+
+    name: str
+    password_hash: str  # werkzeug.security format ("scrypt:…$salt$hash"), never a plaintext password
+
+
+@dataclass(frozen=True)
 class OpsConfig:
     """The ops side: WeCom group robot and the console."""
 
     webhook_url: str = ""
-    console_user: str = "ops"
+    console_user: str = "ops"  # a single account (console_password plaintext or a werkzeug hash)
     console_password: str = ""
+    accounts: tuple[OpsAccount, ...] = ()
+    session_idle_minutes: int = 480  # a console session unused this long ends (one working day)
+    session_max_days: int = 7  # and any session ends after this long
     robot_per_minute: int = 20
     http_timeout: float = 5.0
 
@@ -79,6 +92,7 @@ class ServerConfig:
     access_log: bool = False  # one log line per request (costs ~4 % of a worker under load)
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
+    timezone: str = "Asia/Shanghai"  # times in the console and `report` (IANA name)
 
 
 @dataclass(frozen=True)
@@ -130,8 +144,25 @@ def _build_section(name: str, cls: type, raw: dict, env: dict, source: str):
     return cls(**values)
 
 
+def _accounts(value) -> tuple[OpsAccount, ...]:
+    """`[[ops.accounts]]` tables: each exactly a name and a werkzeug password hash."""
+    if not isinstance(value, list):
+        raise ValueError("expected [[ops.accounts]] tables")
+    accounts = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"name", "password_hash"}:
+            raise ValueError("each [[ops.accounts]] needs exactly name and password_hash")
+        name, hashed = item["name"], item["password_hash"]
+        if not (isinstance(name, str) and name.strip() and isinstance(hashed, str) and hashed.count("$") == 2):
+            raise ValueError(f"account {name!r}: a name and a hash from `python -m bot ops-user add`")
+        accounts.append(OpsAccount(name.strip(), hashed))
+    return tuple(accounts)
+
+
 def _coerce(value, default):
     """Coerce an env string (or TOML value) to the type of the field's default."""
+    if isinstance(default, tuple):
+        return _accounts(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -172,6 +203,10 @@ def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Conf
             continue
         built[name] = _build_section(name, cls, raw.get(name, {}), env, source)
     config = Config(**built, source=source)
+    try:
+        zone(config.server.timezone)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [server] timezone: {exc}") from None
     answers = raw.get("answers", {}).get("dir")
     if answers:
         base = Path(path).resolve().parent if path else Path.cwd()

@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from bot.kb import KnowledgeBase
 from bot.model import (SESSION_TTL_SECONDS, Action, AttachImage, CreateTicket, EndSession,
-                       ForgetTaxId, Inbound, LogHit, LogUnanswered, RememberTaxId, Reply, Session,
+                       ForgetTaxId, Inbound, LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session,
                        ShowTickets, Stage)
 from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id, remove_tax_id
 from bot.textnorm import clean
@@ -187,7 +187,7 @@ def _clarify(state: Session, candidates, text: str, kb: KnowledgeBase, now: floa
     choices = tuple(intent_id for intent_id, _score in candidates[:2])
     options = [kb.intents[c].title for c in choices]
     new = replace(state, stage=Stage.AWAITING_CHOICE, choices=choices, question=text)
-    return new, [_text(kb, "clarify", options=options)]
+    return new, [LogClarified(text), _text(kb, "clarify", options=options)]
 
 
 def _answer(state: Session, intent_id: str, text: str, kb: KnowledgeBase, now: float) -> Result:

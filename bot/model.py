@@ -87,6 +87,13 @@ class LogUnanswered:
 
 
 @dataclass(frozen=True)
+class LogClarified:
+    """Record a question answered with "did you mean 1 or 2" (the insight page counts them)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class LogHit:
     """Count an answered intent."""
 
@@ -112,7 +119,7 @@ class EndSession:
 
 
 Action = (
-    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogHit
+    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogClarified | LogHit
     | AttachImage | ShowTickets | EndSession
 )
 

@@ -13,8 +13,8 @@ from typing import Callable
 
 from bot import dialogue
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
-from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
-                       LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
+from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogClarified,
+                       LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, Turn, TurnRecord, TurnWriter
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import TicketDesk, fit_bytes, ops_notification
@@ -74,6 +74,7 @@ class Noted:
 
     hit: str = ""
     unanswered: str = ""
+    clarified: str = ""  # a question answered with "did you mean 1 or 2"
     tax_id: str | None = None  # remember it; "" forgets it
     end_session: bool = False
 
@@ -95,7 +96,7 @@ class BotService:
         self.performers: dict[type, Callable[[object, Context], Result]] = {
             Reply: self._reply, CreateTicket: self._create_ticket, RememberTaxId: self._remember,
             ForgetTaxId: self._forget, LogUnanswered: self._unanswered, LogHit: self._hit,
-            AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
+            LogClarified: self._clarified, AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
     def handle(self, inbound: Inbound) -> str | None:
@@ -145,7 +146,8 @@ class BotService:
         return TurnRecord(
             reply=reply or "", session=None if ended else session, end_session=ended,
             tax_id=tax_ids[-1] if tax_ids else None, lines=lines + ((("out", reply),) if reply else ()),
-            hits=tuple(n.hit for n in notes if n.hit), unanswered=tuple(n.unanswered for n in notes if n.unanswered))
+            hits=tuple(n.hit for n in notes if n.hit), unanswered=tuple(n.unanswered for n in notes if n.unanswered),
+            clarified=tuple(n.clarified for n in notes if n.clarified))
 
     def _render(self, result: Result) -> tuple[str, str | None] | None:
         """The one place a performer's result becomes reply text: (text, FAQ id for its short version)."""
@@ -219,10 +221,12 @@ class BotService:
 
     def _unanswered(self, action: LogUnanswered, ctx: Context) -> Noted:
         """Log a question nothing answered (a tax ID in it masked)."""
-        found = find_tax_id(action.text)
-        text = action.text.replace(found.value, mask_tax_id(found.value)) if found.value else action.text
         log.info("unanswered question from %s", ctx.inbound.user)
-        return Noted(unanswered=text)
+        return Noted(unanswered=_masked(action.text))
+
+    def _clarified(self, action: LogClarified, ctx: Context) -> Noted:
+        """Log a question that needed a "did you mean" choice (a tax ID in it masked)."""
+        return Noted(clarified=_masked(action.text))
 
     def _hit(self, action: LogHit, ctx: Context) -> Noted:
         """Count an answered intent."""
@@ -240,3 +244,9 @@ class BotService:
     def _end(self, action: EndSession, ctx: Context) -> Noted:
         """Forget the conversation (unsubscribe)."""
         return Noted(end_session=True)
+
+
+def _masked(text: str) -> str:
+    """The question with any tax ID in it masked (analytics never keep a full tax ID)."""
+    found = find_tax_id(text)
+    return text.replace(found.value, mask_tax_id(found.value)) if found.value else text

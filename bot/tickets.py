@@ -94,7 +94,7 @@ class TicketDesk:
         """The same desk working inside a message's open transaction."""
         return replace(self, tickets=tx.tickets, outbox=tx.outbox)
 
-    def resolve(self, ticket_id: int, now: float | None = None) -> Ticket | None:
+    def resolve(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
         """Mark done; a channel ticket queues FAQ step 3 for the customer. None if unknown."""
         ticket = self.tickets.get(ticket_id)
         if ticket is None:
@@ -103,16 +103,26 @@ class TicketDesk:
         if ticket.kind == "channel" and ticket.status != "resolved":
             text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id)
             outbox.append(customer_message(ticket, text))
-        return self.tickets.resolve(ticket_id, now or time.time(), outbox)
+        return self.tickets.resolve(ticket_id, now or time.time(), outbox, actor=actor)
 
-    def reply(self, ticket_id: int, text: str, now: float | None = None) -> Ticket | None:
-        """Queue an ops reply to the ticket's customer (console); None if unknown ticket."""
+    def reopen(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
+        """Open a resolved ticket again; None if unknown."""
+        return self.tickets.reopen(ticket_id, now or time.time(), actor=actor)
+
+    def reply(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
+        """Queue an ops reply to the ticket's customer, recorded with who sent it; None if unknown."""
         ticket = self.tickets.get(ticket_id)
         if ticket is None or not text.strip():
             return None
         message = self.kb.render("ops-reply", text=text.strip())
-        self.outbox.queue(customer_message(ticket, message), ticket_id, now or time.time())
-        return ticket
+        return self.tickets.add_event(ticket_id, now or time.time(), "replied", text.strip(), actor,
+                                      outbox=[customer_message(ticket, message)])
+
+    def note(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
+        """An internal note (never sent to the customer); None if unknown ticket or empty text."""
+        if not text.strip():
+            return None
+        return self.tickets.add_event(ticket_id, now or time.time(), "note", text.strip(), actor)
 
     def attach_image(self, user: str, media_id: str, pic_url: str, now: float) -> Ticket | None:
         """Attach to the user's open or recently resolved ticket (reopening it) and tell ops."""

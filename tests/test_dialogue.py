@@ -11,7 +11,7 @@ from bot.dialogue import step
 from bot.kb import load_kb
 from bot.matcher import attach_matcher
 from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId,
-                       Inbound, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Inbound, LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
                        Stage)
 from bot.store.codec import decode_session, encode_session
 
@@ -197,7 +197,7 @@ def close_kb(tmp_path_factory):
     return attach_matcher(load_kb(folder))
 
 
-CLARIFY = (("打印发票错位", [t("clarify", options=["打印发票时格式错位", "打印发票时纸张错位"])], CHOICE))
+CLARIFY = (("打印发票错位", [LogClarified("打印发票错位"), t("clarify", options=["打印发票时格式错位", "打印发票时纸张错位"])], CHOICE))
 
 
 @pytest.mark.parametrize("pick, intent", [

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from bot.model import Session, Ticket
+
+if TYPE_CHECKING:
+    from bot.store.console import ConsoleStore
 
 CLAIM_LEASE_SECONDS = 4.0  # a claim older than this without a reply was lost (killed worker)
 OPS_PER_MINUTE = 20  # WeCom group robot limit
@@ -43,6 +46,7 @@ class TurnRecord:
     lines: tuple[tuple[str, str], ...] = ()  # transcript lines (direction "in"/"out", text)
     hits: tuple[str, ...] = ()  # answered intents
     unanswered: tuple[str, ...] = ()  # questions nothing answered
+    clarified: tuple[str, ...] = ()  # questions answered with "did you mean 1 or 2"
 
 
 class Tickets(Protocol):
@@ -57,14 +61,22 @@ class Tickets(Protocol):
     def list(self, status: str | None = None, user: str | None = None) -> list[Ticket]:
         """Tickets, newest first, optionally filtered."""
 
-    def resolve(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+    def resolve(self, ticket_id: int, now: float, outbox: list[dict], actor: str = "") -> Ticket | None:
         """Mark resolved and queue `outbox`; no-op (nothing queued) if already resolved."""
+
+    def reopen(self, ticket_id: int, now: float, actor: str = "") -> Ticket | None:
+        """Open a resolved ticket again (no-op when open); None if unknown."""
+
+    def add_event(self, ticket_id: int, now: float, kind: str, detail: str = "", actor: str = "",
+                  outbox: list[dict] = ()) -> Ticket | None:
+        """Append an event (a reply, a note …) and queue `outbox` with it; None if unknown."""
 
     def attach(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
         """Attach a media reference, reopen if resolved, queue `outbox`."""
 
     def events(self, ticket_id: int) -> list[dict]:
-        """History of a ticket: {"at", "kind", "detail"}."""
+        """History of a ticket: {"at", "kind", "detail", "actor"}; actor "" = the bot or the customer,
+        else an operator's account name, "cli:<login>" …"""
 
 
 class Outbox(Protocol):
@@ -176,3 +188,4 @@ class Store:
     stamps: ReplayCache
     reports: Reports
     close: Callable[[], None]
+    console: ConsoleStore  # the ops console's parts (bot/store/console.py), in SQL

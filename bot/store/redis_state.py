@@ -142,4 +142,4 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
                  tokens=RedisTokens(client, prefix), stamps=RedisStamps(client, prefix), reports=sql.reports,
-                 close=close)
+                 close=close, console=sql.console)

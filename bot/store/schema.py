@@ -44,7 +44,8 @@ tickets = Table(
     Column("source_key", String, nullable=False, unique=True), _t("created_at"), _t("resolved_at"))
 ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_key=True),
                       Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
-                      _t("at"), Column("kind", String), Column("detail", Text))
+                      _t("at"), Column("kind", String), Column("detail", Text),
+                      Column("actor", String))  # who: an operator, "cli:…", "wecom:…"; NULL = bot/customer
 attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
                     Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
                     Column("media", Text, nullable=False), _t("at"))

@@ -13,6 +13,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from bot.store.base import Store
 from bot.store.prepared import HotPath, WriterQueue
 from bot.store.schema import SCHEMA_LOCK, hits, make_engine, metadata, outbox_table, tickets, tokens, unanswered
+from bot.store.console_schema import add_missing_columns
+from bot.store.sql_console import sql_console
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
 from bot.store.stamps import SqlStamps
@@ -37,6 +39,7 @@ class Db:
         with self.tx(write=True) as conn:
             self.advisory_lock(conn, SCHEMA_LOCK)
             metadata.create_all(conn)
+            add_missing_columns(conn)
         log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
 
     @property
@@ -120,4 +123,4 @@ class SqlReports:
 def sql_store(db: Db) -> Store:
     """Every part on one SQL database."""
     return Store(turns=SqlTurns(db), tickets=SqlTickets(db), outbox=SqlOutbox(db), tokens=SqlTokens(db),
-                 stamps=SqlStamps(db), reports=SqlReports(db), close=db.close)
+                 stamps=SqlStamps(db), reports=SqlReports(db), close=db.close, console=sql_console(db))

@@ -32,9 +32,28 @@ def queue_rows(conn, rows: list[dict], ticket_id: int | None, user: str, now: fl
     return ids
 
 
-def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "") -> None:
-    """Append a ticket_events row."""
-    conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail))
+def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
+    """Append a ticket_events row; `actor` names who did it ("" = the bot or the customer)."""
+    conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail,
+                                              actor=actor or None))
+
+
+def select_tickets(conn, *where, order=True) -> list[Ticket]:
+    """Tickets matching `where` with their attachments, newest first (`order`) or as found."""
+    query = select(tickets).where(*where)
+    if order:
+        query = query.order_by(tickets.c.created_at.desc(), tickets.c.id.desc())
+    rows = conn.execute(query).all()
+    media: dict[int, list[str]] = {row.id: [] for row in rows}
+    if media:
+        found = conn.execute(select(attachments.c.ticket_id, attachments.c.media)
+                             .where(attachments.c.ticket_id.in_(media)).order_by(attachments.c.id))
+        for ticket_id, item in found:
+            media[ticket_id].append(item)
+    return [Ticket(id=r.id, user=r.user, kind=r.kind, intent=r.intent, status=r.status,
+                   tax_id=r.tax_id or "", flags=tuple(r.flags or ()), words=r.words or "",
+                   channel=r.channel, created_at=r.created_at, resolved_at=r.resolved_at,
+                   attachments=tuple(media[r.id])) for r in rows]
 
 
 class SqlTickets:
@@ -44,22 +63,10 @@ class SqlTickets:
         """Tickets of `db` (a bound Db: inside its open transaction)."""
         self.db = db
 
-    def _tickets(self, conn, *where, order=True) -> list[Ticket]:
-        """Tickets matching `where` with their attachments, newest first."""
-        query = select(tickets).where(*where)
-        if order:
-            query = query.order_by(tickets.c.created_at.desc(), tickets.c.id.desc())
-        rows = conn.execute(query).all()
-        media: dict[int, list[str]] = {row.id: [] for row in rows}
-        if media:
-            found = conn.execute(select(attachments.c.ticket_id, attachments.c.media)
-                                 .where(attachments.c.ticket_id.in_(media)).order_by(attachments.c.id))
-            for ticket_id, item in found:
-                media[ticket_id].append(item)
-        return [Ticket(id=r.id, user=r.user, kind=r.kind, intent=r.intent, status=r.status,
-                       tax_id=r.tax_id or "", flags=tuple(r.flags or ()), words=r.words or "",
-                       channel=r.channel, created_at=r.created_at, resolved_at=r.resolved_at,
-                       attachments=tuple(media[r.id])) for r in rows]
+    @staticmethod
+    def _tickets(conn, *where, order=True) -> list[Ticket]:
+        """Tickets matching `where`, newest first."""
+        return select_tickets(conn, *where, order=order)
 
     def create(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, bool]:
         """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
@@ -91,7 +98,7 @@ class SqlTickets:
         with self.db.tx() as conn:
             return self._tickets(conn, *where)
 
-    def resolve(self, ticket_id: int, now: float, outbox: list[dict]) -> Ticket | None:
+    def resolve(self, ticket_id: int, now: float, outbox: list[dict], actor: str = "") -> Ticket | None:
         """Mark resolved and queue `outbox` in the same transaction; no-op if already resolved."""
         with self.db.tx(write=True) as conn:
             open_ = tickets.c.status != "resolved"
@@ -100,8 +107,29 @@ class SqlTickets:
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
             if changed:
                 queue_rows(conn, outbox, ticket_id, found[0].user, now)
-                _event(conn, ticket_id, now, "resolved")
+                _event(conn, ticket_id, now, "resolved", "", actor)
         return found[0] if found else None
+
+    def reopen(self, ticket_id: int, now: float, actor: str = "") -> Ticket | None:
+        """Open a resolved ticket again (no-op when open); None if unknown."""
+        with self.db.tx(write=True) as conn:
+            changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, tickets.c.status == "resolved")
+                                   .values(status="open", resolved_at=None)).rowcount
+            if changed:
+                _event(conn, ticket_id, now, "reopened", "", actor)
+            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
+        return found[0] if found else None
+
+    def add_event(self, ticket_id: int, now: float, kind: str, detail: str = "", actor: str = "",
+                  outbox: list[dict] = ()) -> Ticket | None:
+        """Append an event (a reply, a note …) and queue `outbox` in one transaction; None if unknown."""
+        with self.db.tx(write=True) as conn:
+            found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
+            if not found:
+                return None
+            _event(conn, ticket_id, now, kind, detail, actor)
+            queue_rows(conn, list(outbox), ticket_id, found[0].user, now)
+        return found[0]
 
     def attach(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
         """Attach a media reference, reopen if resolved, queue `outbox`; one transaction."""
@@ -119,13 +147,12 @@ class SqlTickets:
             return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
 
     def events(self, ticket_id: int) -> list[dict]:
-        """History of a ticket: {"at", "kind", "detail"}."""
+        """History of a ticket: {"at", "kind", "detail", "actor"} ("" = the bot or the customer)."""
         cols = ticket_events.c
-        query = (select(cols.at, cols.kind, cols.detail).where(cols.ticket_id == ticket_id)
+        query = (select(cols.at, cols.kind, cols.detail, cols.actor).where(cols.ticket_id == ticket_id)
                  .order_by(cols.at, cols.id))
         with self.db.tx() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-
+            return [{**row, "actor": row["actor"] or ""} for row in conn.execute(query).mappings()]
 
 
 class SqlOutbox:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from bot.model import Session
 from bot.store.base import CLAIM_LEASE_SECONDS, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
+from bot.store.console_schema import clarified
 from bot.store.schema import messages, transcript
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 
@@ -64,6 +65,8 @@ def write_record(db: Db, conn, user: str, now: float, record: TurnRecord, *, sta
         hot.hit.run_many(conn, [{"intent": intent, "at": now} for intent in record.hits])
     if record.unanswered:
         hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": now} for t in record.unanswered])
+    if record.clarified:
+        conn.execute(clarified.insert(), [{"user": user, "text": t, "at": now} for t in record.clarified])
     if record.tax_id:
         hot.remember.run(conn, user=user, tax_id=record.tax_id, updated_at=now)
     elif record.tax_id == "":

@@ -28,6 +28,8 @@ from bot.understanding.textnorm import is_light_word, make_segmenter, normalize,
 RUN_WEIGHT = 2.0  # weight of each token of an uncovered run of 2+ tokens (an unknown term)
 TAIL_WEIGHT = 3.0  # ... when that run ends the question (the topic: 乐企联用怎么收费)
 MAX_QUESTION_CHARS = 400  # a question is matched on its first 400 characters (WeChat: ≤ 2048 bytes)
+SIMILARITY_CHARS = 120  # ... and compared with example sentences on its first 120: WRatio's partial
+# alignment costs ~3 ms on a 350-character message (bench/match_bench.py) and says little there
 PREFILTER_LIMIT = 40  # choices kept by the rapidfuzz pass before intent-level scoring
 FULL_SCAN_LIMIT = 1500  # up to this many choices, every one is scored; above, a shortlist
 SHORTLIST = 300  # choices shortlisted by shared bigrams (plus a quarter as many by plain ratio)
@@ -136,7 +138,7 @@ class Similarity:
 
     def features(self, text: str, skip_coverage: frozenset[str] = frozenset()) -> tuple[Query, dict[str, dict]]:
         """Per candidate intent: best choice similarity, coverage (not for `skip_coverage`), anchoring, exact."""
-        query = self.prepare(text[:MAX_QUESTION_CHARS], learn=False)
+        query = self.prepare(text[:SIMILARITY_CHARS], learn=False)
         if not query.key:
             return query, {}
         shortlist = self._shortlist(query)

@@ -192,12 +192,13 @@ class Verifier:
         return weighted_coverage(flags), "".join(region), tuple(uncovered)
 
     def bare_topic(self, analysis: Analysis) -> list[str]:
-        """The FAQs whose own concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
+        """The FAQs whose own need concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
         owners: dict[int, set[str]] = {}
         for spot in analysis.spots:
-            if "/" in spot.concept and not spot.concept.startswith("\x02"):
+            owner = spot.concept.split("/", 1)[0]
+            if "/" in spot.concept and any(spot.concept in line for line in self.needs.get(owner, ())):
                 for pos in range(spot.start, spot.end):
-                    owners.setdefault(pos, set()).add(spot.concept.split("/", 1)[0])
+                    owners.setdefault(pos, set()).add(owner)
         content = [pos for start, end, _w, light in analysis.words if not light for pos in range(start, end)]
         if not content or any(pos not in owners for pos in content):
             return []

@@ -26,7 +26,7 @@ MAX_CLAUSES = 24  # clauses analysed per message (WeChat text ≤ 2048 bytes; ma
 # A space ends a clause between Chinese words (救命 乐企通道人间蒸发了 数电配置里啥也没有), not next to a
 # Latin word (请问 bdm_cache_clear 这个功能……) nor between two (human agent).
 _LATIN_SPACE = re.compile(r"(?<=[A-Za-z0-9_])\s+|\s+(?=[A-Za-z0-9_])")
-_CLAUSE_SPLIT = re.compile(r"[^\w\u0001]+")  # punctuation, symbols and the other spaces end a clause
+_CLAUSE_SPLIT = re.compile(r"([^\w\u0001]+)")  # punctuation, symbols and the other spaces end a clause
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Analysis:
     clauses: tuple[tuple[int, int], ...]  # token spans in key
     words: tuple[tuple[int, int, str, bool], ...]  # (start, end, word, light) per word
     spots: tuple[Spot, ...]
+    question_marks: tuple[bool, ...] = ()  # per clause: ends with ? / ？
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,11 @@ class Verifier:
         for symbol, word in lexicon().symbols:
             raw = raw.replace(symbol, word)
         raw = _LATIN_SPACE.sub("\u0001", raw)
-        parts = (clean(part.replace("\u0001", " ")) for part in _CLAUSE_SPLIT.split(raw))
-        clauses = [c for c in parts if c][:MAX_CLAUSES]
+        pieces = _CLAUSE_SPLIT.split(raw + " ")  # [clause, separator, clause, separator, …]
+        parts = [(clean(pieces[i].replace("\u0001", " ")), "?" in pieces[i + 1] if i + 1 < len(pieces) else False)
+                 for i in range(0, len(pieces), 2)]
+        kept = [(c, asked) for c, asked in parts if c][:MAX_CLAUSES]
+        clauses = [c for c, _ in kept]
         cuts = [words(c, self.similarity.segmenter) for c in clauses]
         keys = iter(word_keys([w for cut in cuts for w in cut], self.similarity.prefer, learn=False))
         spans, cut_words, key_parts, char_parts, shown, pos = [], [], [], [], [], 0
@@ -124,8 +128,10 @@ class Verifier:
             pos += len(CLAUSE_MARK)
         key, chars = CLAUSE_MARK.join(key_parts), "".join(char_parts)[:-1]
         alone = frozenset(start for start, end, _w, _l in cut_words if end - start == 1)
-        spots = tuple(self.spotter.spot(key, chars, alone, lexicon().commands))
-        return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots)
+        starts = frozenset(start for start, _e, _w, _l in cut_words)
+        spots = tuple(self.spotter.spot(key, chars, alone, lexicon().commands, starts))
+        return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
+                        tuple(asked for _c, asked in kept))
 
     def verdict(self, analysis: Analysis, intent_id: str) -> Verdict:
         """Judge one intent with needs against an analysed question."""
@@ -147,9 +153,10 @@ class Verifier:
         """Where a follow-up is judged: the segments that hold the message's last question (切到乐企以后，
         以前的税控盘还需要继续用吗 asks about 税控盘), or the whole message when it asks nothing."""
         clauses = analysis.clauses
-        asked = [i for i, (a, b) in enumerate(clauses) if any(s.concept == "question" and a <= s.start < b
-                                                             for s in analysis.spots)]
-        if not clauses or not asked or intent_id in self.whole or len(clauses) == 1:
+        marks = analysis.question_marks
+        asked = [i for i, (a, b) in enumerate(clauses) if (i < len(marks) and marks[i]) or any(
+            s.concept == "question" and a <= s.start < b for s in analysis.spots)]
+        if not clauses or not asked or intent_id in self.smalltalk or len(clauses) == 1:
             whole = (clauses[0][0], clauses[-1][1]) if clauses else (0, 0)
             return [(whole, names(analysis.spots))] if clauses else []
         last = asked[-1]

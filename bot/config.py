@@ -26,6 +26,7 @@ class WeChatConfig:
     app_secret: str = ""
     encoding_aes_key: str = ""
     previous_encoding_aes_key: str = ""  # accepted during a key rotation
+    mode: str = ""  # safe | compatible | plain; "" = safe with an encoding_aes_key, else plain
     api_base_url: str = "https://api.weixin.qq.com"
     timestamp_tolerance: int = 300
     http_timeout: float = 5.0

@@ -95,8 +95,9 @@ class OutboxWorker:
             return
         self._purged_at = now
         removed = self.store.purge_messages(now - KEEP_MESSAGES)
-        if removed:
-            log.info("outbox: purged %d processed-message key(s)", removed)
+        stamps = self.store.purge_stamps(now)
+        if removed or stamps:
+            log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim due customer rows, and ops rows only when there is a robot to send them."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 from bot.kb import KnowledgeBase
 from bot.model import Ticket
@@ -21,6 +22,19 @@ def markdown_safe(text: str, limit: int = 500) -> str:
     """Customer text made inert for WeCom markdown (no links, tags or headings), on one line."""
     text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text).translate(_MARKDOWN_SPECIAL)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown_url(url: str) -> str:
+    """A customer-supplied URL safe inside a markdown link target: http(s) only, and every
+    character that could end the link or start markup percent-encoded; anything else is "#"."""
+    url = re.sub(r"[\x00-\x20\x7f]", "", url)
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return "#"
+    if scheme not in ("http", "https"):
+        return "#"
+    return quote(url, safe="/:?#=&%+,;@!$*~.-_")
 
 
 def fit_bytes(text: str, limit: int, note: str = "\n…（已截断，见控制台）") -> str:
@@ -102,7 +116,7 @@ class TicketDesk:
             return None
         outbox = []
         if self.ops_enabled:
-            text = self.kb.render("ops-image", ticket=ticket.number, pic_url=pic_url or media_id,
+            text = self.kb.render("ops-image", ticket=ticket.number, pic_url=markdown_url(pic_url),
                                   console_url=console_url(self.public_url, ticket.id))
             outbox.append({"target": "ops", "user": "", "payload": {"markdown": text}})
         return self.store.attach_to_ticket(ticket.id, pic_url or media_id, now, outbox)

@@ -21,7 +21,7 @@ TOKEN, APP_ID = "pamtest", "wxb11529c136998cb6"
 OLD_KEY = base64.b64encode(bytes(range(32))).decode()[:43]
 USER, ACCOUNT = "oUser0000000000000000000001", "gh_7f083739789a"
 TEXT = fixture("text")
-CFG = WeChatConfig(token=TOKEN, app_id=APP_ID, encoding_aes_key=TENCENT_SAMPLE_KEY)
+CFG = WeChatConfig(token=TOKEN, app_id=APP_ID, encoding_aes_key=TENCENT_SAMPLE_KEY, mode="compatible")
 SIM = WeChatSim(token=TOKEN, app_id=APP_ID)
 
 
@@ -162,7 +162,7 @@ BAD_INPUT = {
 @pytest.mark.parametrize("build, status", BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_input_is_refused_and_logged(served, caplog, build, status):
     """Each malformed or hostile request gets its 4xx, a warning with the reason, no handler call."""
-    with caplog.at_level(logging.WARNING, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.callback"):
         response = served.client.open(**build(SIM))
     assert response.status_code == status
     assert served.handler.seen == []
@@ -233,15 +233,18 @@ def _boom(inbound: Inbound) -> str:
     raise RuntimeError("database is down")
 
 
-@pytest.mark.parametrize("respond", [_boom, lambda i: None, lambda i: "", lambda i: " \x00\x07 "],
-                         ids=["raises", "none", "empty", "only-controls"])
+@pytest.mark.parametrize("respond, answer", [
+    (_boom, (503, b"Service Unavailable")), (lambda i: None, (200, b"success")),
+    (lambda i: "", (200, b"success")), (lambda i: " \x00\x07 ", (200, b"success")),
+], ids=["raises", "none", "empty", "only-controls"])
 @pytest.mark.parametrize("mode", ["plain", "safe"])
-def test_no_reply_or_a_failing_handler_answers_success(caplog, respond, mode):
-    """No text to send, or a handler error, answers "success" (200); errors keep their traceback."""
+def test_no_reply_answers_success_and_a_failing_handler_503(caplog, respond, answer, mode):
+    """No text to send answers "success"; a handler error (the message was not kept) answers 503
+    so WeChat retries, and is logged with its traceback."""
     served = serve(wechat_blueprint, CFG, respond=respond)
-    with caplog.at_level(logging.ERROR, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.ERROR, logger="bot.channels.callback"):
         response = served.client.open(**SIM.message_request(TEXT, mode))
-    assert (response.status_code, response.data) == (200, b"success")
+    assert (response.status_code, response.data) == answer
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.exc_info is not None for r in errors] == ([True] if respond is _boom else [])
 
@@ -261,7 +264,7 @@ def test_mask_hides_tax_ids_in_logs(text, expected):
 def test_refusal_log_masks_a_tax_id(served, caplog):
     """A tax ID smuggled into a logged field appears masked, never whole."""
     request = with_query(SIM.message_request(TEXT), timestamp="911101080000000000")
-    with caplog.at_level(logging.WARNING, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.callback"):
         assert served.client.open(**request).status_code == 403
     assert "911101080000000000" not in caplog.text and "9111…0000" in caplog.text
 

@@ -84,7 +84,7 @@ def test_encrypted_text_message_gets_an_encrypted_reply(served):
 
 
 @pytest.mark.parametrize("build, status", [
-    (lambda s: s.message_request(MESSAGE, "plain"), 400),
+    (lambda s: s.message_request(MESSAGE, "plain"), 403),
     (lambda s: with_query(s.message_request(MESSAGE), msg_signature="0" * 40), 403),
     (lambda s: replace(s, now=NOW + 301).message_request(MESSAGE), 403),
     (lambda s: s.sealed_request(encrypt(TENCENT_SAMPLE_KEY, MESSAGE, "wx0000000000000bad")), 400),
@@ -95,7 +95,7 @@ def test_encrypted_text_message_gets_an_encrypted_reply(served):
         "duplicate-msgtype"])
 def test_bad_input_is_refused_and_logged(served, caplog, build, status):
     """Hostile or malformed WeCom callbacks get their 4xx and a warning; the handler never runs."""
-    with caplog.at_level(logging.WARNING, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.callback"):
         response = served.client.open(**build(SIM))
     assert response.status_code == status
     assert served.handler.seen == []
@@ -110,21 +110,21 @@ def test_reply_text_cannot_break_out_of_cdata():
     assert SIM.open_reply(response.data)["Content"] == text
 
 
-def test_failing_handler_answers_success(caplog):
-    """A handler error is logged with its traceback and WeCom gets "success", not a 500."""
+def test_failing_handler_answers_503(caplog):
+    """A handler error is logged with its traceback and WeCom gets a 503 (it retries), never "success"."""
     def boom(inbound: Inbound) -> str:
         """A handler that fails."""
         raise RuntimeError("boom")
 
     served = serve(wecom_blueprint, CFG, respond=boom)
     response = served.client.open(**SIM.message_request(MESSAGE))
-    assert (response.status_code, response.data) == (200, b"success")
+    assert (response.status_code, response.data) == (503, b"Service Unavailable")
     assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
 
 
 def test_missing_key_refuses_every_message(caplog):
     """Without an EncodingAESKey WeCom cannot work: startup says so, each message gets a 400."""
-    with caplog.at_level(logging.ERROR, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.ERROR, logger="bot.channels.callback"):
         served = serve(wecom_blueprint, replace(CFG, encoding_aes_key=""))
     assert "no EncodingAESKey" in caplog.text
     assert served.client.open(**SIM.message_request(MESSAGE)).status_code == 400
@@ -142,7 +142,7 @@ def test_message_for_another_app_is_refused(caplog, configured, sent, status):
     """With agent_id set, a message naming another app's AgentID gets a logged 403, never a reply."""
     served = serve(wecom_blueprint, replace(CFG, agent_id=configured))
     message = MESSAGE.replace("<AgentID>1000002</AgentID>", sent)
-    with caplog.at_level(logging.WARNING, logger="bot.channels.wechat"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.callback"):
         response = served.client.open(**SIM.message_request(message))
     assert response.status_code == status
     assert len(served.handler.seen) == (1 if status == 200 else 0)

@@ -1,9 +1,9 @@
-"""The WeCom (企业微信) self-built app callback, GET/POST /wecom: always AES-encrypted.
+"""GET/POST /wecom for the WeCom (企业微信) self-built app: a thin adapter, always AES-encrypted.
 
-Same request pipeline and error boundary as /wechat (bot.channels.wechat.Endpoint); only the
-crypto (wechatpy.enterprise, bound to the CorpID) and the URL verification differ: WeCom's GET
-`echostr` is itself encrypted and signed with `msg_signature`, and we answer its plaintext.
-With `agent_id` configured, a message for another app of the corp (its AgentID) is refused.
+Same Flask-free core as /wechat (bot.channels.callback); only the crypto (wechatpy.enterprise,
+bound to the CorpID) and the URL verification differ: WeCom's GET `echostr` is itself encrypted
+and signed with `msg_signature`, and we answer its plaintext. With `agent_id` configured, a
+message for another app of the corp (its AgentID) is refused.
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from flask import Blueprint, Request, Response
+from flask import Blueprint
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from bot.channels import wxxml
-from bot.channels.wechat import Clock, Endpoint, Handler, callback_blueprint, plain
+from bot.channels.callback import Channel, Handler, Stamps
+from bot.channels.wechat import Clock, callback_blueprint
 from bot.channels.wxxml import Rejected
 from bot.config import WeComConfig
 
@@ -51,22 +52,17 @@ def agent_of(xml: str) -> str | None:
     return (root.findtext("AgentID") or "").strip() or None
 
 
-def verify_encrypted(endpoint: Endpoint, req: Request) -> Response:
-    """GET URL verification: check `msg_signature` over the encrypted echostr, answer its plaintext."""
-    timestamp, nonce = endpoint.stamp(req)
-    echostr, msg_signature = req.args.get("echostr", ""), req.args.get("msg_signature", "")
-    wxxml.check_signature(msg_signature, endpoint.token, timestamp, nonce, echostr)
-    echo, _ = wxxml.with_any_key(endpoint.cryptos, lambda c: c.check_signature(
-        msg_signature, timestamp, nonce, echostr))
-    return plain(wxxml.strip_control(echo))
-
-
-def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time) -> Blueprint:
-    """GET/POST /wecom for the WeCom app; `handle(inbound)` returns the reply text or None."""
+def wecom_channel(cfg: WeComConfig) -> Channel:
+    """The WeCom app's protocol settings: always safe mode, no plain signature, no encrypt_type."""
     keys = (("wecom.encoding_aes_key", cfg.encoding_aes_key),
             ("wecom.previous_encoding_aes_key", getattr(cfg, "previous_encoding_aes_key", "")))
     cryptos = wxxml.make_cryptos(lambda *args: AgentCrypto(*args, agent_id=cfg.agent_id),
                                  cfg.token, keys, cfg.corp_id)
     tolerance = getattr(cfg, "timestamp_tolerance", wxxml.DEFAULT_TOLERANCE)
-    endpoint = Endpoint("wecom", cfg.token, cryptos, tolerance, handle, clock, plaintext=False)
-    return callback_blueprint(endpoint, verify_encrypted)
+    return Channel("wecom", cfg.token, cryptos, tolerance, mode="safe", marks_encryption=False)
+
+
+def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time,
+                    stamps: Stamps | None = None) -> Blueprint:
+    """GET/POST /wecom for the WeCom app; `handle(inbound)` returns the reply text or None."""
+    return callback_blueprint(wecom_channel(cfg), handle, clock, stamps)

@@ -12,6 +12,7 @@ from bot.model import SESSION_TTL_SECONDS, Session
 from bot.store.base import Claim, Store, TurnRecord
 from bot.store.schema import session_from_state, session_state
 from bot.store.sql import SqlStore
+from bot.store.stamps import RedisStamps
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ DELEGATED = (
 )
 
 
-class RedisState(Store):
+class RedisState(RedisStamps, Store):
     """A Store whose hot, cross-host state lives in Redis; everything else goes to `inner`."""
 
     def __init__(self, redis_url: str, inner: SqlStore, prefix: str = "leqi:",

@@ -17,11 +17,12 @@ from bot.store.schema import (SCHEMA_LOCK, hits, make_engine, messages, metadata
                               session_from_state, session_state, sessions, tickets, tokens,
                               transcript, unanswered, users)
 from bot.store.sql_desk import TicketTables
+from bot.store.stamps import SqlStamps
 
 log = logging.getLogger(__name__)
 
 
-class SqlStore(TicketTables, Store):
+class SqlStore(TicketTables, SqlStamps, Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
 
     def __init__(self, url: str):

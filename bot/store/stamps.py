@@ -1,0 +1,78 @@
+"""The replay cache: which message first used a callback's timestamp+nonce (shared by all workers).
+
+A signed WeChat query (timestamp, nonce, signature) authenticates only those three values, not a
+plaintext body, so a query captured from a log could carry a forged message. Each timestamp+nonce
+is therefore good for one message: the first one seen under it. An entry lives until its
+timestamp leaves the accepted window (timestamp + tolerance); after that the timestamp check
+refuses the request anyway.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Column, Double, String, Table, delete, select, update
+
+from bot.store.schema import metadata
+
+stamps = Table("stamps", metadata, Column("stamp", String, primary_key=True),
+               Column("digest", String, nullable=False), Column("expires_at", Double, nullable=False))
+
+
+class ReplayCache:
+    """The contract: remember a stamp for a message digest, atomically across workers."""
+
+    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
+        """Record `stamp` for `digest` unless a live entry exists; the digest it was first used for."""
+        raise NotImplementedError
+
+    def purge_stamps(self, now: float) -> int:
+        """Drop entries that expired before `now`; how many."""
+        raise NotImplementedError
+
+
+class SqlStamps(ReplayCache):
+    """ReplayCache on SqlStore's database (mixed into SqlStore: uses its `_tx` and `_insert`)."""
+
+    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
+        """INSERT … ON CONFLICT DO NOTHING; an expired entry is taken over."""
+        insert_new = (self._insert(stamps).values(stamp=stamp, digest=digest, expires_at=expires_at)
+                      .on_conflict_do_nothing(index_elements=["stamp"]).returning(stamps.c.stamp))
+        with self._tx(write=True) as conn:
+            if conn.execute(insert_new).first() is not None:
+                return digest
+            first, until = conn.execute(select(stamps.c.digest, stamps.c.expires_at)
+                                        .where(stamps.c.stamp == stamp)).one()
+            if until >= now:
+                return first
+            conn.execute(update(stamps).where(stamps.c.stamp == stamp)
+                         .values(digest=digest, expires_at=expires_at))
+            return digest
+
+    def purge_stamps(self, now: float) -> int:
+        """Delete expired entries."""
+        with self._tx(write=True) as conn:
+            return conn.execute(delete(stamps).where(stamps.c.expires_at < now)).rowcount
+
+
+# KEYS[1] = stamp key; ARGV = digest, expires_at, now, ttl. The expiry is checked against the
+# caller's clock (as SQL does); Redis's own TTL only cleans up.
+REMEMBER_SCRIPT = """
+local found = redis.call('HMGET', KEYS[1], 'digest', 'until')
+if found[1] and tonumber(found[2]) >= tonumber(ARGV[3]) then return found[1] end
+redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'until', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return ARGV[1]
+"""
+
+
+class RedisStamps(ReplayCache):
+    """ReplayCache in Redis (mixed into RedisState: uses its `redis` and `_key`); Redis expires entries."""
+
+    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
+        """One atomic script: the live entry's digest, or ours when there was none."""
+        ttl = max(1, int(expires_at - now) + 1)
+        script = self.__dict__.get("_remember") or self.__dict__.setdefault(
+            "_remember", self.redis.register_script(REMEMBER_SCRIPT))
+        return script(keys=[self._key("stamp", stamp)], args=[digest, repr(expires_at), repr(now), ttl])
+
+    def purge_stamps(self, now: float) -> int:
+        """Nothing to do: Redis expires entries itself."""
+        return 0

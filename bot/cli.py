@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -98,7 +99,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_tickets(args) -> int:
-    """tickets list | show ID | resolve ID."""
+    """tickets list | show ID | resolve ID | reply ID TEXT."""
     from bot.report import format_ticket, format_ticket_list
     from bot.tickets import ticket_row
 
@@ -111,18 +112,22 @@ def cmd_tickets(args) -> int:
         else:
             print(format_ticket_list(tickets))
         return 0
+    if args.action in ("resolve", "reply"):
+        by = f"cli:{getpass.getuser()}"
+        outcome = (parts.desk.resolve(args.id, by=by) if args.action == "resolve"
+                   else parts.desk.reply(args.id, " ".join(args.text), by=by))
+        print(outcome.line, file=sys.stdout if outcome.ticket else sys.stderr)
+        return 0 if outcome.outcome not in ("unknown", "empty") else 1
     ticket = parts.store.get_ticket(args.id)
     if ticket is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
-    if args.action == "resolve":
-        ticket = parts.desk.resolve(args.id)
-        print(f"{ticket.number} resolved; the customer's follow-up is queued")
-        return 0
     if args.json:
         print(json.dumps(ticket_row(ticket), ensure_ascii=False, indent=2))
     else:
-        print(format_ticket(ticket, parts.store.ticket_events(args.id)))
+        messages = [(m, parts.desk.delivery_label(m.delivery) if m.delivery else "")
+                    for m in parts.store.ticket_messages(args.id)]
+        print(format_ticket(ticket, parts.store.ticket_events(args.id), messages))
     return 0
 
 
@@ -172,17 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     report = sub.add_parser("report", parents=[common], help="unanswered questions and hits")
     report.add_argument("--json", action="store_true")
-    tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve tickets")
+    tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve / reply to tickets")
     actions = tickets.add_subparsers(dest="action", required=True)
     inner = argparse.ArgumentParser(add_help=False)  # SUPPRESS: don't clobber an outer --config
     inner.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
     listing = actions.add_parser("list", parents=[inner])
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--status", choices=["open", "resolved"])
-    for name in ("show", "resolve"):
+    for name in ("show", "resolve", "reply"):
         one = actions.add_parser(name, parents=[inner])
         one.add_argument("id", type=int)
         one.add_argument("--json", action="store_true")
+        if name == "reply":
+            one.add_argument("text", nargs="+", help="what the customer receives")
     sub.add_parser("worker", parents=[common], help="deliver queued messages")
     sub.add_parser("init-db", parents=[common], help="create the database schema")
     return parser

@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ANSWERS = PACKAGE_ROOT / "answers"
+MAX_IDLE_MINUTES = 24 * 60  # stores keep conversation state a day (bot.model.STATE_KEEP_SECONDS)
 
 
 class ConfigError(Exception):
@@ -45,6 +46,14 @@ class WeComConfig:
     api_base_url: str = "https://qyapi.weixin.qq.com"
     timestamp_tolerance: int = 300
     http_timeout: float = 5.0
+    ops_users: tuple[str, ...] = ()  # member userids whose app messages are ops commands ("T000123 …")
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    """Live conversations with a person (human mode)."""
+
+    idle_minutes: int = 60  # a live conversation nobody wrote in for this long goes back to the bot
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
     answers_dir: Path = DEFAULT_ANSWERS
     source: str = "<defaults>"
 
@@ -103,6 +113,7 @@ class Config:
 SECTIONS = {
     "wechat": WeChatConfig, "wecom": WeComConfig, "ops": OpsConfig,
     "storage": StorageConfig, "server": ServerConfig, "matching": MatchingConfig,
+    "handoff": HandoffConfig,
 }
 OPTIONAL = ("wecom", "ops")
 
@@ -129,6 +140,11 @@ def _build_section(name: str, cls: type, raw: dict, env: dict, source: str):
 
 def _coerce(value, default):
     """Coerce an env string (or TOML value) to the type of the field's default."""
+    if isinstance(default, tuple):  # a list of strings; from an env var, comma-separated
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ValueError("expected a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -169,6 +185,8 @@ def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Conf
             continue
         built[name] = _build_section(name, cls, raw.get(name, {}), env, source)
     config = Config(**built, source=source)
+    if not 1 <= config.handoff.idle_minutes <= MAX_IDLE_MINUTES:
+        raise ConfigError(f"{source}: [handoff] idle_minutes must be 1..{MAX_IDLE_MINUTES}")
     answers = raw.get("answers", {}).get("dir")
     if answers:
         base = Path(path).resolve().parent if path else Path.cwd()

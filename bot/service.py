@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable
 
-from bot import dialogue
+from bot.conversation import Conversation
+from bot.desk import TicketDesk
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
-from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogHit,
-                       LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
+from bot.model import (AttachImage, CreateTicket, EndHuman, EndSession, ForgetTaxId, Forward, Inbound,
+                       LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage, Ticket)
 from bot.store.base import Store, TurnRecord
 from bot.taxid import find_tax_id, mask_tax_id
-from bot.tickets import TicketDesk, fit_bytes, ops_notification
+from bot.tickets import fit_bytes
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +26,20 @@ class BotService:
 
     def __init__(self, kb: KnowledgeBase, store: Store, public_url: str = "",
                  ops_enabled: bool = True, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
-        """Wire the knowledge base and store; clock and sleep are injectable for tests."""
+                 sleep: Callable[[float], None] = time.sleep, *, desk: TicketDesk | None = None,
+                 conversation: Conversation | None = None):
+        """Wire the knowledge base, store and desk; clock and sleep are injectable for tests."""
         self.kb, self.store, self.public_url = kb, store, public_url
         self.ops_enabled = ops_enabled
         self.clock, self.sleep = clock, sleep
-        self.desk = TicketDesk(kb, store, public_url, ops_enabled)
+        self.desk = desk or TicketDesk(kb, store, public_url, ops_enabled)
+        self.conversation = conversation or Conversation()
+        self.spawn: Callable[[Callable[[], object]], None] = _in_background  # image downloads
         self.performers = {
-            Reply: self._reply, CreateTicket: self._create_ticket, RememberTaxId: self._remember,
-            ForgetTaxId: self._forget, LogUnanswered: self._unanswered, LogHit: self._hit,
-            AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
+            Reply: self._reply, CreateTicket: self._create_ticket, Forward: self._forward,
+            EndHuman: self._end_human, RememberTaxId: self._remember, ForgetTaxId: self._forget,
+            LogUnanswered: self._unanswered, LogHit: self._hit, AttachImage: self._attach,
+            ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
     def handle(self, inbound: Inbound) -> str | None:
@@ -65,8 +71,10 @@ class BotService:
     def _process(self, inbound: Inbound, key: str, session: Session, has_held: bool) -> str | None:
         """Run the dialogue step, perform its actions, then write the turn in one transaction."""
         now = self.clock()
-        new_session, actions = dialogue.step(session, inbound, self.kb, now)
-        context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": []}
+        view = self.desk.conversation_view(inbound.user, session.purpose) if session.stage is Stage.HUMAN else None
+        new_session, actions = self.conversation.step(session, inbound, self.kb, now, view)
+        context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": [],
+                   "later": []}
         parts: list[tuple[str, str | None]] = []
         for action in actions:
             parts.extend(self.performers[type(action)](action, context))
@@ -78,6 +86,8 @@ class BotService:
             session=None if context["ended"] else new_session, end_session=context["ended"],
             lines=lines + ((("out", reply),) if reply else ()),
             hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"])))
+        for job in context["later"]:
+            self.spawn(job)
         return reply
 
     def _compose(self, held: list[str], parts: list[tuple[str, str | None]]) -> str | None:
@@ -101,26 +111,43 @@ class BotService:
         return [(action.text, action.answer_id)]
 
     def _create_ticket(self, action: CreateTicket, ctx: dict) -> list:
-        """Open the ticket (idempotent on the message) with its ops notification."""
+        """Open the ticket (idempotent on the message; one open ticket per need) and say which."""
         inbound: Inbound = ctx["inbound"]
-        draft = Ticket(id=0, user=inbound.user, kind=action.kind, intent=action.intent, status="open",
+        intent = self.kb.intents.get(action.intent)
+        live = bool(intent and intent.live)
+        draft = Ticket(id=0, user=inbound.user, kind=action.intent, intent=action.intent, status="open",
                        tax_id=action.tax_id, flags=action.flags, words=action.words,
                        channel=inbound.channel, created_at=ctx["now"])
-        source = ctx["key"] or f"{inbound.channel}:{inbound.user}:{ctx['now']}"
-        transcript = self.store.recent_messages(inbound.user, 10) if action.kind == "human" else []
-        ticket, created = self.store.create_ticket(
-            draft, source, lambda saved: self._notify_rows(saved, transcript))
-        log.info("ticket %s %s for %s (tax id %s)", ticket.number, "created" if created else "reused",
-                 inbound.user, mask_tax_id(ticket.tax_id))
+        transcript = self.store.recent_messages(inbound.user, 10) if live else []
+        ticket, how = self.desk.open_ticket(draft, self._source(ctx), transcript)
+        log.info("ticket %s %s for %s (tax id %s)", ticket.number, how, inbound.user, mask_tax_id(ticket.tax_id))
+        if how == "joined":
+            return [(self.kb.render("ticket-exists", ticket=ticket.number, live=live), None)]
+        following = self.kb.part(action.intent, "handoff.customer", ticket=ticket.number,
+                                 tax_id=ticket.tax_id, flagged=bool(ticket.flags))
         text = self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
-                              kind=ticket.kind, flagged=bool(ticket.flags))
+                              flagged=bool(ticket.flags), next=following, live=live)
         return [(text, None)]
 
-    def _notify_rows(self, ticket: Ticket, transcript: list[dict]) -> list[dict]:
-        """The ops message for a newly inserted ticket (none when ops are not configured)."""
-        if not self.ops_enabled:
-            return []
-        return [ops_notification(self.kb, ticket, self.public_url, transcript)]
+    @staticmethod
+    def _source(ctx: dict) -> str:
+        """What makes a ticket write idempotent: the message's dedupe key (or a unique stand-in)."""
+        inbound: Inbound = ctx["inbound"]
+        return ctx["key"] or f"{inbound.channel}:{inbound.user}:{ctx['now']}"
+
+    def _forward(self, action: Forward, ctx: dict) -> list:
+        """A live conversation's message: onto the ticket and (coalesced) to ops."""
+        inbound: Inbound = ctx["inbound"]
+        ticket = self.desk.forward(inbound.user, action.intent, action.text, action.answered,
+                                   self._source(ctx), ctx["now"])
+        if ticket is None:
+            log.warning("forward: %s has no open %s ticket", inbound.user, action.intent)
+        return []
+
+    def _end_human(self, action: EndHuman, ctx: dict) -> list:
+        """The live conversation ended (customer left, or idle)."""
+        self.desk.end_conversation(ctx["inbound"].user, action.intent, action.reason, ctx["now"])
+        return []
 
     def _remember(self, action: RememberTaxId, ctx: dict) -> list:
         """Remember the tax ID for later flows."""
@@ -146,10 +173,15 @@ class BotService:
         return []
 
     def _attach(self, action: AttachImage, ctx: dict) -> list:
-        """Attach a screenshot to the customer's ticket, or ask what it is about."""
-        ticket = self.desk.attach_image(ctx["inbound"].user, action.media_id, action.pic_url, ctx["now"])
-        if ticket is None:
+        """Attach a screenshot to the ticket the conversation is about, or ask what it is about;
+        the image itself is downloaded (media/get) after the reply."""
+        inbound: Inbound = ctx["inbound"]
+        found = self.desk.attach_image(inbound.user, inbound.channel, action.media_id, action.pic_url,
+                                       action.about, ctx["now"])
+        if found is None:
             return [(self.kb.render("image-no-ticket"), None)]
+        ticket, attachment_id = found
+        ctx["later"].append(lambda: self.desk.download(attachment_id, inbound.channel, action.media_id))
         return [(self.kb.render("image-attached", ticket=ticket.number), None)]
 
     def _show_tickets(self, action: ShowTickets, ctx: dict) -> list:
@@ -168,3 +200,8 @@ class BotService:
         ctx["ended"] = True
         return []
 
+
+
+def _in_background(job: Callable[[], object]) -> None:
+    """Run a job after the reply in a daemon thread (a lost job is retried when ops look)."""
+    threading.Thread(target=job, name="after-turn", daemon=True).start()

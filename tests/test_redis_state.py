@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import redis
 
-from bot.model import SESSION_TTL_SECONDS, Session, Stage, Ticket
+from bot.model import STATE_KEEP_SECONDS, Session, Stage, Ticket
 from bot.store import RedisState, SqlStore
 
 T0 = 1_700_000_000.0
@@ -47,13 +47,13 @@ def test_reply_is_shared_and_dedupe_keys_expire(hosts):
 
 
 def test_session_shared_tax_id_from_sql(hosts):
-    """The dialogue state follows the user across hosts for 30 minutes; the tax ID is SQL's."""
+    """The dialogue state follows the user across hosts (kept a day; the dialogue ends stale stages); the tax ID is SQL's."""
     session = Session(stage=Stage.AWAITING_TAX_ID, purpose="leqi-channel-missing", updated_at=T0)
     hosts[0].save_session("u1", session)
     hosts[1].remember_tax_id("u1", "91110000600037341L")
     assert hosts[1].load_session("u1") == replace(session, tax_id="91110000600037341L")
     assert hosts[0].load_session("u1") == session  # host 0's SQL has no tax ID for u1
-    assert 0 < hosts[0].redis.ttl(hosts[0]._key("session", "u1")) <= SESSION_TTL_SECONDS
+    assert 0 < hosts[0].redis.ttl(hosts[0]._key("session", "u1")) <= STATE_KEEP_SECONDS
     hosts[1].end_session("u1")
     assert hosts[0].load_session("u1") == Session()
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from bot.app import build_parts
-from bot.config import OpsConfig, ServerConfig, StorageConfig, load_config
+from bot.config import OpsConfig, ServerConfig, StorageConfig, WeChatConfig, load_config
 from bot.model import Inbound
 from tests.conftest import ROOT
 from tests.fakes import FakeClock
@@ -25,7 +25,8 @@ def clock():
 def parts(tmp_path, clock):
     """Service over a SQLite file, ops notifications on, a fixed clock."""
     config = replace(load_config(None), storage=StorageConfig(url=f"sqlite:///{tmp_path}/bot.db"),
-                     ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"))
+                     ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"),
+                     wechat=WeChatConfig(token="t", app_secret="s3cret"))
     built = build_parts(config)
     built.service.clock = clock
     built.service.sleep = lambda seconds: None
@@ -124,7 +125,7 @@ def test_human_handoff_carries_the_recent_transcript(parts):
     reply = say(parts, "转人工", "m2")
     assert "T0000" in reply
     tickets = parts.store.list_tickets()
-    assert tickets[0].kind == "human"
+    assert tickets[0].kind == tickets[0].intent == "human-agent"
     markdown = outbox(parts, "ops")[0].payload["markdown"]
     assert "开票软件闪退" in markdown
 

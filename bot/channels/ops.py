@@ -6,8 +6,8 @@ import hmac
 import logging
 import secrets
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request, session,
-                   url_for)
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
+                   session, url_for)
 
 from bot.tickets import format_time
 
@@ -48,6 +48,12 @@ def _credentials_ok(cfg, user: str, password: str) -> bool:
         return False
     same_user = hmac.compare_digest(user.encode(), cfg.console_user.encode())
     return hmac.compare_digest(password.encode(), cfg.console_password.encode()) and same_user
+
+
+def _ticket_label(ticket) -> str:
+    """What kind of ticket this is, from its FAQ (handoff.label or title)."""
+    intent = _parts().kb.intents.get(ticket.intent)
+    return intent.label if intent else ticket.intent
 
 
 def _parts():
@@ -93,30 +99,44 @@ def ticket(ticket_id: int):
     if found is None:
         abort(404)
     return render_template("ops_ticket.html", t=found, events=store.ticket_events(ticket_id),
-                           transcript=store.recent_messages(found.user, 20))
+                           transcript=store.recent_messages(found.user, 20),
+                           messages=store.ticket_messages(ticket_id),
+                           attachments=store.ticket_attachments(ticket_id), delivery=_parts().desk.delivery_label)
 
 
 @login_required
 def resolve(ticket_id: int):
-    """Mark done: the customer is told what to do next."""
-    if _parts().desk.resolve(ticket_id) is None:
+    """Mark done: the customer is told what to do next; the flash says exactly what happened."""
+    outcome = _parts().desk.resolve(ticket_id, by=f"console:{session['ops_user']}")
+    if outcome.ticket is None:
         abort(404)
-    log.info("ops console: %s resolved ticket %s", session["ops_user"], ticket_id)
-    flash("已标记完成，已通知客户")
+    log.info("ops console: %s resolved ticket %s (%s)", session["ops_user"], ticket_id, outcome.outcome)
+    flash(outcome.line)
     return redirect(url_for("ops.ticket", ticket_id=ticket_id))
 
 
 @login_required
 def reply(ticket_id: int):
-    """Send the customer a message from ops."""
-    text = request.form.get("text", "")
-    if not text.strip():
-        flash("回复内容为空")
-    elif _parts().desk.reply(ticket_id, text) is None:
+    """Send the customer a message from ops (recorded with who sent it)."""
+    outcome = _parts().desk.reply(ticket_id, request.form.get("text", ""), by=f"console:{session['ops_user']}")
+    if outcome.ticket is None:
         abort(404)
-    else:
-        flash("回复已排队发送")
+    flash(outcome.line)
     return redirect(url_for("ops.ticket", ticket_id=ticket_id))
+
+
+@login_required
+def attachment(attachment_id: int):
+    """An image a customer sent, as kept in the store (fetched with the media API if need be)."""
+    found = _parts().desk.attachment(attachment_id)
+    if found is None:
+        media = _parts().store.attachment_file(attachment_id)
+        if media is not None and media.pic_url.startswith(("http://", "https://")):
+            return redirect(media.pic_url)  # not downloaded (yet): WeChat's PicUrl, while it lasts
+        abort(404)
+    content_type, data = found
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return Response(data, content_type=content_type, headers=headers)
 
 
 @login_required
@@ -129,6 +149,7 @@ ROUTES = (  # (rule, view, methods): explicit routing
     ("/login", login, ["GET", "POST"]), ("/logout", logout, ["POST"]), ("/", index, ["GET"]),
     ("/tickets/<int:ticket_id>", ticket, ["GET"]), ("/tickets/<int:ticket_id>/resolve", resolve, ["POST"]),
     ("/tickets/<int:ticket_id>/reply", reply, ["POST"]), ("/report", report, ["GET"]),
+    ("/attachments/<int:attachment_id>", attachment, ["GET"]),
 )
 
 
@@ -136,7 +157,7 @@ def ops_blueprint() -> Blueprint:
     """Blueprint mounted at /ops."""
     bp = Blueprint("ops", __name__, template_folder="templates")
     bp.add_app_template_filter(format_time, "when")
-    bp.app_context_processor(lambda: {"csrf_token": _csrf_token})
+    bp.app_context_processor(lambda: {"csrf_token": _csrf_token, "ticket_label": _ticket_label})
     for rule, view, methods in ROUTES:
         bp.add_url_rule(rule, view.__name__, view, methods=methods)
     return bp

@@ -92,7 +92,7 @@ class Conversation:
         result = first(STAGES[turn.state.stage], turn)
         assert result is not None, "every stage table ends with a catch-all handler"
         new, actions = result
-        return new, [*before, *actions]
+        return replace(new, updated_at=now), [*before, *actions]
 
     def _ended(self, turn: Turn) -> tuple[Session | None, list]:
         """The state after a timeout or a closed ticket (and what to say), or (None, [])."""

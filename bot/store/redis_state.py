@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import redis
 
-from bot.model import SESSION_TTL_SECONDS, Session
+from bot.model import STATE_KEEP_SECONDS, Session
 from bot.store.base import Claim, Store, TurnRecord
 from bot.store.schema import session_from_state, session_state
 from bot.store.sql import SqlStore
+from bot.store.sql_conversation import CONVERSATION_METHODS
 from bot.store.stamps import RedisStamps
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ DELEGATED = (
     "create_ticket", "get_ticket", "list_tickets", "resolve_ticket", "attach_to_ticket",
     "ticket_events", "queue_message", "claim_outbox", "outbox_sent", "outbox_retry", "outbox_hold",
     "take_held", "requeue_stale_sending", "log_unanswered", "log_hit", "report", "get_tax_id",
-    "outbox_dead", "has_held",
+    "outbox_dead", "has_held", *CONVERSATION_METHODS,
 )
 
 
@@ -91,9 +92,9 @@ class RedisState(RedisStamps, Store):
         return session_from_state(state, self.inner.get_tax_id(user))
 
     def save_session(self, user: str, session: Session) -> None:
-        """Persist the conversation state for 30 minutes (not the tax ID)."""
+        """Persist the conversation state (not the tax ID); the dialogue ends stale stages itself."""
         data = json.dumps(session_state(session), ensure_ascii=False)
-        self.redis.set(self._key("session", user), data, ex=SESSION_TTL_SECONDS)
+        self.redis.set(self._key("session", user), data, ex=STATE_KEEP_SECONDS)
 
     def end_session(self, user: str) -> None:
         """Delete the conversation state."""
@@ -111,7 +112,7 @@ class RedisState(RedisStamps, Store):
                 pipe.delete(self._key("session", turn.user))
             elif turn.session is not None:
                 data = json.dumps(session_state(turn.session), ensure_ascii=False)
-                pipe.set(self._key("session", turn.user), data, ex=SESSION_TTL_SECONDS)
+                pipe.set(self._key("session", turn.user), data, ex=STATE_KEEP_SECONDS)
             if turn.key:
                 name = self._key("msg", turn.key)
                 pipe.hset(name, mapping={"status": "done", "reply": turn.reply, "at": repr(turn.now)})

@@ -16,13 +16,14 @@ from bot.store.prepared import HotPath, WriterQueue, held_where, state_text, sta
 from bot.store.schema import (SCHEMA_LOCK, hits, make_engine, messages, metadata, outbox_table,
                               session_from_state, session_state, sessions, tickets, tokens,
                               transcript, unanswered, users)
+from bot.store.sql_conversation import ConversationTables
 from bot.store.sql_desk import TicketTables
 from bot.store.stamps import SqlStamps
 
 log = logging.getLogger(__name__)
 
 
-class SqlStore(TicketTables, SqlStamps, Store):
+class SqlStore(ConversationTables, TicketTables, SqlStamps, Store):
     """The Store on one SQL database; every multi-row change is one transaction."""
 
     def __init__(self, url: str):

@@ -38,14 +38,18 @@ class TicketTables:
                        attachments=tuple(media[r.id])) for r in rows]
 
     def _queue(self, conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
-        """Insert outbox rows (target, user, payload[, next_at]) as pending; their ids."""
+        """Insert outbox rows (target, user, payload[, next_at][, status]) as pending (or, for a
+        customer row that cannot go out now, held for their next reply); their ids."""
         ids = []
         for row in rows:
             if row.get("target") not in TARGETS or not isinstance(row.get("payload"), dict):
                 raise ValueError(f"outbox row needs a target in {TARGETS} and a dict payload: {row!r:.200}")
+            status = row.get("status", "pending")
+            if status not in ("pending", "held") or (status == "held" and row["target"] != "customer"):
+                raise ValueError(f"outbox rows start pending (customer rows may start held): {status!r}")
             ids.append(conn.execute(insert(outbox_table).values(
                 target=row["target"], user=row.get("user") or user, payload=row["payload"],
-                ticket_id=ticket_id, status="pending", attempts=0, next_at=row.get("next_at", now),
+                ticket_id=ticket_id, status=status, attempts=0, next_at=row.get("next_at", now),
                 created_at=now).returning(outbox_table.c.id)).scalar_one())
         return ids
 
@@ -57,18 +61,23 @@ class TicketTables:
     def create_ticket(self, ticket: Ticket, source_key: str,
                       outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
         """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
+        with self._tx(write=True) as conn:
+            return self._create(conn, ticket, source_key, outbox)
+
+    def _create(self, conn, ticket: Ticket, source_key: str,
+                outbox: list[dict] | Callable[[Ticket], list[dict]]) -> tuple[Ticket, bool]:
+        """create_ticket on an open write transaction."""
         values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
                       tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
                       channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
         stmt = self._insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
-        with self._tx(write=True) as conn:
-            new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
-            if new_id is None:
-                return self._tickets(conn, tickets.c.source_key == source_key)[0], False
-            created = self._tickets(conn, tickets.c.id == new_id)[0]
-            rows = outbox(created) if callable(outbox) else outbox
-            self._queue(conn, rows, new_id, ticket.user, ticket.created_at)
-            self._event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
+        new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
+        if new_id is None:
+            return self._tickets(conn, tickets.c.source_key == source_key)[0], False
+        created = self._tickets(conn, tickets.c.id == new_id)[0]
+        rows = outbox(created) if callable(outbox) else outbox
+        self._queue(conn, rows, new_id, ticket.user, ticket.created_at)
+        self._event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
         log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
         return created, True
 

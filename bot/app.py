@@ -88,12 +88,22 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     handle, stamps = parts.service.handle, parts.store
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, stamps=stamps))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle, stamps=stamps))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts), stamps=stamps))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
     return app
+
+
+def _wecom_handler(parts: Parts):
+    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to the bot."""
+    if not parts.config.wecom.ops_users:
+        return parts.service.handle
+    from bot.desk.wecom_ops import WeComOps
+
+    log.info("wecom: %d ops member(s) may answer tickets from the app", len(parts.config.wecom.ops_users))
+    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, parts.service.handle)
 
 
 def _secret_key(config: Config) -> str:

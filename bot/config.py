@@ -85,6 +85,7 @@ class ServerConfig:
     workers: int = 2
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
+    watch_answers: bool = True  # reload answers/ when a file changes (and passes check); SIGHUP always does
 
 
 @dataclass(frozen=True)

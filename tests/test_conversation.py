@@ -251,3 +251,31 @@ def test_state_round_trips_through_store_dict(bot_kb):
     state, _ = step(Session(), inbound(Q), bot_kb, 5.0)
     assert Session.from_dict(state.to_dict()) == state == replace(
         Session(), stage=TAX, purpose=CM, question=Q, updated_at=5.0, about=CM)
+
+
+THIRD = "print-service-offline"
+
+
+@pytest.fixture(scope="module")
+def third_kb(tmp_path_factory):
+    """Shipped answers plus a third handoff FAQ written only as a file (tests/fixtures/answers_third)."""
+    folder = tmp_path_factory.mktemp("answers-third")
+    shutil.copytree(ROOT / "answers", folder, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "answers_third", folder, dirs_exist_ok=True)
+    return attach_matcher(load_kb(folder))
+
+
+def test_a_third_handoff_faq_runs_from_its_file(third_kb):
+    """collect + then: handoff in a new file: its own reply, the ask, a ticket of its own kind."""
+    q = "开票页面一直提示打印服务离线"
+    run(third_kb, Session(), [(q, [LogHit(THIRD), A(THIRD), ask(THIRD)], TAX),
+                              (USCC, [RememberTaxId(USCC), CreateTicket(THIRD, f"{q} / {USCC}", tax_id=USCC)],
+                               IDLE)])
+
+
+@pytest.mark.parametrize("text, owner", [("更新配置后数电配置还是没有乐企通道", CM),
+                                         ("刷新以后打印服务还是没有连上", THIRD)])
+def test_still_missing_goes_to_the_faq_it_is_about(third_kb, text, owner):
+    """With two FAQs that say what to do when it still fails, the closer one answers and owns the image."""
+    run(third_kb, Session(), [(text, [P(owner, "handoff.still_missing")], IDLE),
+                              (Inbound("u1", "image", media_id="m1"), [AttachImage("m1", "", about=owner)], IDLE)])

@@ -1,6 +1,7 @@
 """Store hot-path latency per backend: what the service does per message (prints ms).
 
-begin_turn (claim + load in one transaction) and finish_turn (reply, state, transcript, hit in one).
+One message's turn: the read (state, tax ID, held flag, a stored reply) and the one write
+transaction (claim, reply, state, transcript, hit) — `Turns.turn` + `Turn.commit`.
 
 Usage: python bench/store_bench.py [N]   (PostgreSQL/Redis via BOT_TEST_POSTGRES_URL / BOT_TEST_REDIS_URL)
 """
@@ -20,21 +21,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bot.store.base import TurnRecord
-from bot.model import Session, Stage  # noqa: E402
-from bot.store import RedisState, SqlStore  # noqa: E402
+from bot.model import Stage  # noqa: E402
+from bot.store.base import TurnRecord  # noqa: E402
+from bot.store.redis_state import RedisTurns, redis_store  # noqa: E402
+from bot.store.sql import Db, sql_store  # noqa: E402
 
 
 def backends(tmp: str) -> dict:
     """Name -> store factory for every backend reachable here."""
-    found = {"sqlite-memory": lambda: SqlStore("sqlite://"),
-             "sqlite-file": lambda: SqlStore(f"sqlite:///{tmp}/bench.db")}
-    if os.environ.get("BOT_TEST_POSTGRES_URL"):
-        found["postgresql"] = lambda: SqlStore(scratch_schema(os.environ["BOT_TEST_POSTGRES_URL"]))
-    if os.environ.get("BOT_TEST_REDIS_URL"):
-        found["redis+sqlite"] = lambda: RedisState(os.environ["BOT_TEST_REDIS_URL"],
-                                                   SqlStore(f"sqlite:///{tmp}/bench-r.db"),
-                                                   prefix=f"bench:{uuid.uuid4().hex}:")
+    found = {"sqlite-memory": lambda: sql_store(Db("sqlite://")),
+             "sqlite-file": lambda: sql_store(Db(f"sqlite:///{tmp}/bench.db"))}
+    pg, rd = os.environ.get("BOT_TEST_POSTGRES_URL"), os.environ.get("BOT_TEST_REDIS_URL")
+    if pg:
+        found["postgresql"] = lambda: sql_store(Db(scratch_schema(pg)))
+    if rd:
+        found["redis+sqlite"] = lambda: redis_store(rd, Db(f"sqlite:///{tmp}/bench-r.db"),
+                                                    f"bench:{uuid.uuid4().hex}:")
+    if pg and rd:
+        found["redis+postgresql"] = lambda: redis_store(rd, Db(scratch_schema(pg)), f"bench:{uuid.uuid4().hex}:")
     return found
 
 
@@ -57,19 +61,20 @@ def drop_schema(admin, name: str) -> None:
 
 def forget_redis_keys(store) -> None:
     """Delete the bench's Redis keys."""
-    if isinstance(store, RedisState):
-        for key in store.redis.scan_iter(f"{store.prefix}*"):
-            store.redis.delete(key)
+    turns = store.turns
+    if isinstance(turns, RedisTurns):
+        for key in turns.redis.scan_iter(f"{turns.prefix}*"):
+            turns.redis.delete(key)
 
 
 def one_message(store, i: int) -> float:
     """Seconds for the store work of one inbound message."""
     start = time.perf_counter()
     key, user, now = f"bench-{uuid.uuid4().hex}", f"user-{i % 50}", time.time()
-    _claim, session, _held = store.begin_turn(key, user, now)
-    store.finish_turn(TurnRecord(user=user, now=now, key=key, reply="reply",
-                                 session=replace(session, stage=Stage.AWAITING_TAX_ID, updated_at=now),
-                                 lines=(("in", "乐企通道不显示"), ("out", "reply")), hits=("leqi-channel-missing",)))
+    with store.turns.turn(key, user, now) as turn:
+        session = replace(turn.session, stage=Stage.AWAITING_TAX_ID, updated_at=now)
+        turn.commit(lambda tx: TurnRecord(reply="reply", session=session, hits=("leqi-channel-missing",),
+                                          lines=(("in", "乐企通道不显示"), ("out", "reply"))))
     return time.perf_counter() - start
 
 
@@ -78,7 +83,7 @@ def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, factory in backends(tmp).items():
             store = factory()
-            store.save_session("warm-up", Session())
+            one_message(store, -1)  # warm-up
             samples = sorted(one_message(store, i) * 1000 for i in range(count))
             p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
             print(f"{name:14s} n={count} p50={statistics.median(samples):.2f} ms p99={p99:.2f} ms")

@@ -38,9 +38,9 @@ def build_parts(config: Config, store: Store | None = None) -> Parts:
     kb = attach_matcher(load_kb(config.answers_dir), config.matching)
     kb.public_url = public_url = config.server.public_url
     store = store or open_store(config.storage)
-    desk = TicketDesk(kb, store, public_url, config.ops is not None, push_channels(config),
-                      wecom_ops=bool(config.wecom and config.wecom.ops_users),
-                      fetch_media=MediaFetcher(config, store))
+    desk = TicketDesk.of(kb, store, public_url, config.ops is not None, push_channels=push_channels(config),
+                         wecom_ops=bool(config.wecom and config.wecom.ops_users),
+                         fetch_media=MediaFetcher(config, store))
     conversation = Conversation(Limits(human_idle_seconds=config.handoff.idle_minutes * 60))
     service = BotService(kb, store, public_url, ops_enabled=config.ops is not None, desk=desk,
                          conversation=conversation)
@@ -85,12 +85,12 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
-    handle, stamps = parts.service.handle, parts.store
+    handle, stamps = parts.service.handle, parts.store.stamps
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, stamps=stamps))
     if config.wecom is not None:
         app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts), stamps=stamps))
     if config.ops is not None:
-        app.register_blueprint(ops.ops_blueprint(), url_prefix="/ops")
+        app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
     return app
@@ -127,8 +127,8 @@ def outbox_worker(parts: Parts):
     config = parts.config
     ops, wc = config.ops, config.wecom
     robot = RobotClient(ops.webhook_url, ops.http_timeout) if ops and ops.webhook_url else None
-    customer = CustomerService(config.wechat, parts.store) if config.wechat.app_secret else None
-    wecom = WeComPush(wc, parts.store) if wc and wc.corp_id and wc.secret and wc.agent_id else None
+    customer = CustomerService(config.wechat, parts.store.tokens) if config.wechat.app_secret else None
+    wecom = WeComPush(wc, parts.store.tokens) if wc and wc.corp_id and wc.secret and wc.agent_id else None
     if robot is None:
         log.info("outbox: no [ops] webhook_url, ops notifications stay queued")
     if customer is None:

@@ -22,18 +22,18 @@ def _inbound(user: str, line: str) -> Inbound:
 
 def _mark_done(parts, user: str) -> str:
     """Resolve the user's newest open ticket and show its follow-up; other users' rows stay queued."""
-    open_tickets = parts.store.list_tickets(status="open", user=user)
+    open_tickets = parts.store.tickets.list(status="open", user=user)
     if not open_tickets:
         return "（没有处理中的工单）"
     outcome = parts.desk.resolve(open_tickets[0].id)
-    rows = parts.store.claim_outbox(time.time(), limit=50, target="customer")
-    texts = [row.payload["text"] for row in parts.store.take_held(user, time.time())]  # cli: no push
+    rows = parts.store.outbox.claim(time.time(), limit=50, target="customer")
+    texts = [row.payload["text"] for row in parts.store.outbox.take_held(user, time.time())]  # cli: no push
     for row in rows:
         if row.user == user:
             texts.append(row.payload["text"])
-            parts.store.outbox_sent(row.id, time.time())
+            parts.store.outbox.sent(row.id, time.time())
         else:  # a chat against a shared store must not swallow real customers' messages
-            parts.store.outbox_retry(row.id, row.next_at, "released by chat")
+            parts.store.outbox.retry(row.id, row.next_at, "released by chat")
     return f"（运营已处理 {outcome.ticket.number}）\n" + "\n".join(texts)
 
 
@@ -53,7 +53,7 @@ def run_chat(parts, stdin: TextIO, stdout: TextIO, user: str = "cli-user") -> in
         if line == "/done":
             reply = _mark_done(parts, user)
         elif line == "/tickets":
-            reply = "\n".join(f"{t.number} {t.status} {t.tax_id}" for t in parts.store.list_tickets(user=user)) or "（无）"
+            reply = "\n".join(f"{t.number} {t.status} {t.tax_id}" for t in parts.store.tickets.list(user=user)) or "（无）"
         else:
             reply = parts.service.handle(_inbound(user, line)) or "（无回复）"
         print(f"机器人> {reply}\n", file=stdout, flush=True)

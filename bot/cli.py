@@ -1,8 +1,7 @@
-"""Command-line interface: serve, chat, match, check, eval, report, tickets, worker, init-db."""
+"""Command-line interface: serve, chat, match, check, eval, report, tickets, worker, init-db, ops-user."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from typing import Callable
 
 from bot.config import Config, ConfigError, StorageConfig, load_config
 from bot.kb import KBError
+from bot.tools.ops_user import add_parser as add_ops_user_parser
 
 log = logging.getLogger("bot")
 MEMORY_URL = "sqlite://"
@@ -90,12 +90,31 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Unanswered questions, hits per intent, tickets by status (from the store)."""
-    from bot.report import format_store_report
+    """Unanswered questions, hits per intent, tickets by status, and the insight figures of a range."""
+    import time
 
-    report = _parts(args).store.report()
-    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_store_report(report))
+    from bot.localtime import local_day, zone
+    from bot.report import format_store_report
+    from bot.tools.insight import collect, format_insight, insight_json, parse_range
+
+    parts = _parts(args)
+    tz = zone(parts.config.server.timezone)
+    first, last = parse_range(args.since, args.until, local_day(time.time(), tz), args.days)
+    smalltalk = frozenset(i.id for i in parts.kb.intents.values() if i.kind == "smalltalk")
+    insight = collect(parts.store.console.insight.rows, first, last, tz, smalltalk)
+    report = parts.store.reports.report()
+    if args.json:
+        print(json.dumps(report | {"insight": insight_json(insight)}, ensure_ascii=False, indent=2))
+    else:
+        print(format_store_report(report) + "\n\n" + format_insight(insight))
     return 0
+
+
+def cmd_ops_user(args) -> int:
+    """Console accounts: add (prints config lines or --store), list, remove, logout."""
+    from bot.tools.ops_user import run_ops_user
+
+    return run_ops_user(args, lambda: _parts(args))
 
 
 def cmd_tickets(args) -> int:
@@ -105,7 +124,7 @@ def cmd_tickets(args) -> int:
 
     parts = _parts(args)
     if args.action == "list":
-        tickets = parts.store.list_tickets(status=args.status)
+        tickets = parts.store.tickets.list(status=args.status)
         if args.json:
             for t in tickets:
                 print(json.dumps(ticket_row(t), ensure_ascii=False))
@@ -113,12 +132,11 @@ def cmd_tickets(args) -> int:
             print(format_ticket_list(tickets))
         return 0
     if args.action in ("resolve", "reply"):
-        by = f"cli:{getpass.getuser()}"
-        outcome = (parts.desk.resolve(args.id, by=by) if args.action == "resolve"
-                   else parts.desk.reply(args.id, " ".join(args.text), by=by))
+        outcome = (parts.desk.resolve(args.id, actor=cli_actor()) if args.action == "resolve"
+                   else parts.desk.reply(args.id, " ".join(args.text), actor=cli_actor()))
         print(outcome.line, file=sys.stdout if outcome.ticket else sys.stderr)
         return 0 if outcome.outcome not in ("unknown", "empty") else 1
-    ticket = parts.store.get_ticket(args.id)
+    ticket = parts.store.tickets.get(args.id)
     if ticket is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
@@ -126,9 +144,19 @@ def cmd_tickets(args) -> int:
         print(json.dumps(ticket_row(ticket), ensure_ascii=False, indent=2))
     else:
         messages = [(m, parts.desk.delivery_label(m.delivery) if m.delivery else "")
-                    for m in parts.store.ticket_messages(args.id)]
-        print(format_ticket(ticket, parts.store.ticket_events(args.id), messages))
+                    for m in parts.store.conversations.ticket_messages(args.id)]
+        print(format_ticket(ticket, parts.store.tickets.events(args.id), messages))
     return 0
+
+
+def cli_actor() -> str:
+    """Who acts from the terminal, for ticket history: "cli:<login name>"."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in a bare container
+        return "cli"
 
 
 def cmd_worker(args) -> int:
@@ -154,6 +182,7 @@ def cmd_init_db(args) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve, "chat": cmd_chat, "match": cmd_match, "check": cmd_check, "eval": cmd_eval,
     "report": cmd_report, "tickets": cmd_tickets, "worker": cmd_worker, "init-db": cmd_init_db,
+    "ops-user": cmd_ops_user,
 }
 
 
@@ -175,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", parents=[common], help="evaluate matching on a JSONL file")
     evaluate.add_argument("file")
     evaluate.add_argument("--json", action="store_true")
-    report = sub.add_parser("report", parents=[common], help="unanswered questions and hits")
+    report = sub.add_parser("report", parents=[common], help="unanswered questions, hits, the week's figures")
     report.add_argument("--json", action="store_true")
+    report.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first day (default: --days ago)")
+    report.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="last day (default: today)")
+    report.add_argument("--days", type=int, default=7, help="range length without --from (default 7)")
     tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve / reply to tickets")
     actions = tickets.add_subparsers(dest="action", required=True)
     inner = argparse.ArgumentParser(add_help=False)  # SUPPRESS: don't clobber an outer --config
@@ -192,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
             one.add_argument("text", nargs="+", help="what the customer receives")
     sub.add_parser("worker", parents=[common], help="deliver queued messages")
     sub.add_parser("init-db", parents=[common], help="create the database schema")
+    add_ops_user_parser(sub, common)
     return parser
 
 

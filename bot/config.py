@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from bot.localtime import zone
+
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +59,23 @@ class HandoffConfig:
 
 
 @dataclass(frozen=True)
+class OpsAccount:
+    """One console operator from `[[ops.accounts]]` (line printed by `python -m bot ops-user add`)."""
+
+    name: str
+    password_hash: str  # werkzeug.security format ("scrypt:…$salt$hash"), never a plaintext password
+
+
+@dataclass(frozen=True)
 class OpsConfig:
     """The ops side: WeCom group robot and the console."""
 
     webhook_url: str = ""
-    console_user: str = "ops"
+    console_user: str = "ops"  # a single account (console_password plaintext or a werkzeug hash)
     console_password: str = ""
+    accounts: tuple[OpsAccount, ...] = ()
+    session_idle_minutes: int = 480  # a console session unused this long ends (one working day)
+    session_max_days: int = 7  # and any session ends after this long
     robot_per_minute: int = 20
     http_timeout: float = 5.0
 
@@ -86,6 +99,7 @@ class ServerConfig:
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
     watch_answers: bool = True  # reload answers/ when a file changes (and passes check); SIGHUP always does
+    timezone: str = "Asia/Shanghai"  # times in the console and `report` (IANA name)
 
 
 @dataclass(frozen=True)
@@ -133,14 +147,31 @@ def _build_section(name: str, cls: type, raw: dict, env: dict, source: str):
     for key, value in values.items():
         default = getattr(cls(), key)
         try:
-            values[key] = _coerce(value, default)
+            values[key] = _coerce(value, default, key)
         except ValueError as exc:
             raise ConfigError(f"{source}: [{name}] {key}: {exc}") from None
     return cls(**values)
 
 
-def _coerce(value, default):
+def _accounts(value) -> tuple[OpsAccount, ...]:
+    """`[[ops.accounts]]` tables: each exactly a name and a werkzeug password hash."""
+    if not isinstance(value, list):
+        raise ValueError("expected [[ops.accounts]] tables")
+    accounts = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"name", "password_hash"}:
+            raise ValueError("each [[ops.accounts]] needs exactly name and password_hash")
+        name, hashed = item["name"], item["password_hash"]
+        if not (isinstance(name, str) and name.strip() and isinstance(hashed, str) and hashed.count("$") == 2):
+            raise ValueError(f"account {name!r}: a name and a hash from `python -m bot ops-user add`")
+        accounts.append(OpsAccount(name.strip(), hashed))
+    return tuple(accounts)
+
+
+def _coerce(value, default, key: str = ""):
     """Coerce an env string (or TOML value) to the type of the field's default."""
+    if isinstance(default, tuple) and key == "accounts":
+        return _accounts(value)
     if isinstance(default, tuple):  # a list of strings; from an env var, comma-separated
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
@@ -188,6 +219,10 @@ def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Conf
     config = Config(**built, source=source)
     if not 1 <= config.handoff.idle_minutes <= MAX_IDLE_MINUTES:
         raise ConfigError(f"{source}: [handoff] idle_minutes must be 1..{MAX_IDLE_MINUTES}")
+    try:
+        zone(config.server.timezone)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [server] timezone: {exc}") from None
     answers = raw.get("answers", {}).get("dir")
     if answers:
         base = Path(path).resolve().parent if path else Path.cwd()

@@ -1,6 +1,7 @@
 """The knowledge base: FAQ intents and customer-facing texts, loaded from `answers/`."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class Intent:
     collect: str | None  # e.g. "tax_id"
     then: str | None  # e.g. "handoff"
     kind: str  # "faq" | "smalltalk"
-    images: tuple[dict, ...]  # screenshots for the web page: {"url", "caption"}
+    images: tuple[dict, ...]  # screenshots for the web page: {"file", "caption", "step", "source"}
     short: str | None  # template used when the full reply exceeds the byte limit
     path: Path
     body_line: int  # line where the body starts (for error messages)
@@ -146,10 +147,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     kind = meta.get("kind", "faq")
     if kind not in ("faq", "smalltalk"):
         problems.append(f"{where}: kind must be faq or smalltalk, not {kind!r}")
-    images = meta.get("images") or []
-    if not isinstance(images, list) or not all(isinstance(i, dict) and "url" in i for i in images):
-        problems.append(f"{where}: images must be a list of {{url, caption}}")
-        images = []
+    images = _images(meta.get("images"), where, problems)
     intent = Intent(
         id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
@@ -188,6 +186,35 @@ def _handoff(value, where: str, problems: list[str]) -> dict[str, str] | None:
     if bad:
         problems.append(f"{where}: handoff {', '.join(bad)} must be non-empty text")
     return {k: v for k, v in texts.items() if k not in bad}
+
+
+IMAGE_KEYS = {"file", "url", "caption", "step"}
+IMAGE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(png|jpe?g|webp|gif)", re.IGNORECASE)
+
+
+def _images(raw, where: str, problems: list[str]) -> tuple[dict, ...]:
+    """Screenshot entries: `file` (in answers/images/), `caption`, `step` (the numbered step it
+    illustrates; none = under the first paragraph), `url` (where the original came from — the page
+    never loads it)."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(i, dict) and ("file" in i or "url" in i) for i in raw):
+        problems.append(f"{where}: images must be a list of {{file, caption, step}}")
+        return ()
+    images = []
+    for item in raw:
+        name, step = str(item.get("file") or ""), item.get("step")
+        if set(item) - IMAGE_KEYS:
+            problems.append(f"{where}: unknown image key(s) {', '.join(sorted(set(item) - IMAGE_KEYS))}")
+        if name and not IMAGE_FILE.fullmatch(name):
+            problems.append(f"{where}: image file {name!r} must be a plain .png/.jpg/.webp/.gif name in images/")
+            name = ""
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
+            problems.append(f"{where}: image step must be a step number (1, 2, …), not {step!r}")
+            step = None
+        images.append({"file": name, "caption": str(item.get("caption") or ""), "step": step,
+                       "source": str(item.get("url") or "")})
+    return tuple(images)
 
 
 class KnowledgeBase:

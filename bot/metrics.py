@@ -15,7 +15,7 @@ class StoreCollector:
 
     def collect(self):
         """Yield the metric families."""
-        report = self.store.report()
+        report = self.store.reports.report()
         tickets = GaugeMetricFamily("bot_tickets", "Tickets by status", labels=["status"])
         for status, count in sorted(report.get("tickets", {}).items()):
             tickets.add_metric([status], count)

@@ -1,7 +1,7 @@
 """Plain data shared by every layer: inbound messages, dialogue state and actions."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -47,24 +47,6 @@ class Session:
     tax_id: str = ""
     about: str = ""  # intent whose ticket the conversation is about (an image after "still missing")
     acked_at: float = 0.0  # HUMAN: when the customer was last told their words reached a person
-
-    def to_dict(self) -> dict:
-        """Serialise for a store (JSON-safe)."""
-        data = asdict(self)
-        data["stage"] = self.stage.value
-        data["choices"] = list(self.choices)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "Session":
-        """Rebuild from `to_dict` output; unknown keys are ignored."""
-        if not data:
-            return cls()
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["stage"] = Stage(kwargs.get("stage", Stage.IDLE.value))
-        kwargs["choices"] = tuple(kwargs.get("choices", ()))
-        return cls(**kwargs)
 
 
 # ---- actions: what `step` asks its caller to do -------------------------------------------
@@ -128,6 +110,13 @@ class LogUnanswered:
 
 
 @dataclass(frozen=True)
+class LogClarified:
+    """Record a question answered with "did you mean 1 or 2" (the insight page counts them)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class LogHit:
     """Count an answered intent."""
 
@@ -155,8 +144,8 @@ class EndSession:
 
 
 Action = (
-    Reply | CreateTicket | Forward | EndHuman | RememberTaxId | ForgetTaxId | LogUnanswered | LogHit
-    | AttachImage | ShowTickets | EndSession
+    Reply | CreateTicket | Forward | EndHuman | RememberTaxId | ForgetTaxId | LogUnanswered | LogClarified
+    | LogHit    | AttachImage | ShowTickets | EndSession
 )
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from bot.channels.robot import DeliveryError
+from bot.store.base import OPS_PER_MINUTE
 
 if TYPE_CHECKING:
     from bot.channels.robot import RobotClient
@@ -30,7 +30,18 @@ BATCH = 10
 GIVE_UP_AFTER = 144  # non-retryable failures (10 min apart: a day to fix the config) before a row is dead
 PURGE_EVERY = 3600.0  # seconds between clean-ups of processed-message keys
 KEEP_MESSAGES = 2 * 24 * 3600.0  # WeChat retries within seconds; keep keys two days
-OPS_PER_MINUTE = 20  # WeCom group robot limit
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; `retryable` and `hold` tell the outbox what to do."""
+
+    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False):
+        """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
+        super().__init__(f"{code}: {message}" if code is not None else message)
+        self.retryable = retryable
+        self.code = code
+        self.message = message
+        self.hold = hold
 
 
 def backoff(attempts: int) -> float:
@@ -60,7 +71,7 @@ class OutboxWorker:
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
                  give_up_after: int = GIVE_UP_AFTER):
         """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
-        self.store = store
+        self.outbox, self.turns, self.stamps = store.outbox, store.turns, store.stamps
         self.robot = robot
         self.customer = customer
         self.wecom = wecom
@@ -74,7 +85,7 @@ class OutboxWorker:
         """Requeue stale rows, claim one batch and deliver it; returns the number of rows claimed."""
         now = self.clock()
         self._purge(now)
-        stale = self.store.requeue_stale_sending(now - STALE_SENDING)
+        stale = self.outbox.requeue_stale(now - STALE_SENDING)
         if stale:
             log.warning("outbox: requeued %d row(s) left sending by a stopped worker", stale)
         rows = self._claim(now)
@@ -84,7 +95,7 @@ class OutboxWorker:
             if _lane(row) in down:
                 self._retry(row, "deferred: target unavailable", True)
             elif self.clock() > deadline:  # finish before another worker thinks we died
-                self.store.outbox_retry(row.id, self.clock(), "deferred: batch too slow")
+                self.outbox.retry(row.id, self.clock(), "deferred: batch too slow")
             else:
                 self._deliver(row, down)
         return len(rows)
@@ -94,15 +105,15 @@ class OutboxWorker:
         if now - self._purged_at < PURGE_EVERY:
             return
         self._purged_at = now
-        removed = self.store.purge_messages(now - KEEP_MESSAGES)
-        stamps = self.store.purge_stamps(now)
+        removed = self.turns.purge_messages(now - KEEP_MESSAGES)
+        stamps = self.stamps.purge_stamps(now)
         if removed or stamps:
             log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim due customer rows, and ops rows only when there is a robot to send them."""
         target = None if self.robot else "customer"
-        return self.store.claim_outbox(now, self.batch, target, ops_per_minute=self.ops_per_minute)
+        return self.outbox.claim(now, self.batch, target, ops_per_minute=self.ops_per_minute)
 
     def _deliver(self, row: OutboxRow, down: set[str]) -> None:
         """Send one row and record the outcome; a broken row never stops the batch."""
@@ -115,7 +126,7 @@ class OutboxWorker:
                       row.id, type(exc).__name__)
             self._retry(row, f"bad payload: {type(exc).__name__}", False)
         else:
-            self.store.outbox_sent(row.id, self.clock())
+            self.outbox.sent(row.id, self.clock())
             log.info("outbox: row %d delivered to %s (ticket %s)", row.id, row.target, row.ticket_id)
 
     def _send(self, row: OutboxRow) -> None:
@@ -138,7 +149,7 @@ class OutboxWorker:
     def _failed(self, row: OutboxRow, exc: DeliveryError, down: set[str]) -> None:
         """Hold, or retry with backoff; a retryable failure marks the row's lane down this round."""
         if exc.hold and row.target == "customer":
-            self.store.outbox_hold(row.id, str(exc)[:500])
+            self.outbox.hold(row.id, str(exc)[:500])
             log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
             return
         if exc.retryable:  # outage, rate limit, busy: the next rows would fail the same way
@@ -152,10 +163,10 @@ class OutboxWorker:
         """Back to pending; a non-retryable error waits the longest (an operator may fix config)."""
         if not retryable and row.attempts + 1 >= self.give_up_after:
             log.error("outbox: row %d to %s given up after %d attempts", row.id, row.target, row.attempts + 1)
-            self.store.outbox_dead(row.id, error)
+            self.outbox.dead(row.id, error)
             return
         delay = backoff(row.attempts) if retryable else MAX_BACKOFF
-        self.store.outbox_retry(row.id, self.clock() + delay, error)
+        self.outbox.retry(row.id, self.clock() + delay, error)
 
     def run_forever(self, stop_event: threading.Event, interval: float = 1.0) -> None:
         """Deliver until `stop_event` is set; store errors are logged and retried next round."""

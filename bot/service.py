@@ -1,24 +1,96 @@
-"""The caller of the dialogue: dedupe, state, side effects and the final reply for one message."""
+"""The caller of the dialogue: one message = one store turn (dedupe, state, side effects, reply).
+
+`handle` reads the user's state, runs the pure dialogue step, then performs its actions inside
+the message's one write transaction (`Turn.commit`). Each performer returns a typed result;
+`_render` is the one place results become reply text, and `_record` what the turn keeps.
+"""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from bot.conversation import Conversation
 from bot.desk import TicketDesk
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
 from bot.model import (AttachImage, CreateTicket, EndHuman, EndSession, ForgetTaxId, Forward, Inbound,
-                       LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage, Ticket)
-from bot.store.base import Store, TurnRecord
+                       LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Stage, Ticket)
+from bot.store.base import CLAIM_LEASE_SECONDS, Store, Turn, TurnRecord, TurnWriter
 from bot.taxid import find_tax_id, mask_tax_id
 from bot.tickets import fit_bytes
 
 log = logging.getLogger(__name__)
 
 RETRY_WAIT_SECONDS = 3.5  # a retry waits this long for the first attempt's reply (WeChat allows 5 s)
-CLAIM_LEASE_SECONDS = 4.0  # a claim older than this without a reply was lost (killed worker)
+TRANSCRIPT_LINES = 10  # lines of the conversation a human-handoff ticket carries to ops
+STATUS_TICKETS = 5  # tickets a status request lists
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a performer may use: the message, its dedupe key, the time, its open transaction."""
+
+    inbound: Inbound
+    key: str
+    now: float
+    tx: TurnWriter
+    later: list[Callable[[], object]] = field(default_factory=list)  # jobs run after the reply
+
+    @property
+    def source(self) -> str:
+        """What makes a ticket write idempotent: the message's dedupe key (or a unique stand-in)."""
+        return self.key or f"{self.inbound.channel}:{self.inbound.user}:{self.now}"
+
+
+# ---- performer results: facts, rendered only by BotService._render --------------------------
+
+@dataclass(frozen=True)
+class Said:
+    """A dialogue text for the customer; `answer_id` names the FAQ it renders (short version)."""
+
+    text: str
+    answer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    """The message's ticket: "created", "retry" (an earlier attempt opened it) or "joined" (the
+    customer's open ticket for the same need took the words); `live` = a conversation with a person."""
+
+    ticket: Ticket
+    how: str
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class ImageFiled:
+    """A screenshot attached to `ticket` (None: the customer has no ticket it could belong to)."""
+
+    ticket: Ticket | None
+
+
+@dataclass(frozen=True)
+class TicketsListed:
+    """The customer's newest tickets, for a status request."""
+
+    tickets: tuple[Ticket, ...]
+
+
+@dataclass(frozen=True)
+class Noted:
+    """Bookkeeping with no text: an answered intent, a question for authors, the tax ID, the end."""
+
+    hit: str = ""
+    unanswered: str = ""
+    clarified: str = ""  # a question answered with "did you mean 1 or 2"
+    tax_id: str | None = None  # remember it; "" forgets it
+    end_session: bool = False
+
+
+Result = Said | TicketOpened | ImageFiled | TicketsListed | Noted
 
 
 class BotService:
@@ -32,63 +104,86 @@ class BotService:
         self.kb, self.store, self.public_url = kb, store, public_url
         self.ops_enabled = ops_enabled
         self.clock, self.sleep = clock, sleep
-        self.desk = desk or TicketDesk(kb, store, public_url, ops_enabled)
+        self.desk = desk or TicketDesk.of(kb, store, public_url, ops_enabled)
         self.conversation = conversation or Conversation()
         self.spawn: Callable[[Callable[[], object]], None] = _in_background  # image downloads
-        self.performers = {
+        self.performers: dict[type, Callable[[object, Context], Result]] = {
             Reply: self._reply, CreateTicket: self._create_ticket, Forward: self._forward,
             EndHuman: self._end_human, RememberTaxId: self._remember, ForgetTaxId: self._forget,
-            LogUnanswered: self._unanswered, LogHit: self._hit, AttachImage: self._attach,
-            ShowTickets: self._show_tickets, EndSession: self._end,
+            LogUnanswered: self._unanswered, LogHit: self._hit, LogClarified: self._clarified,
+            AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
     def handle(self, inbound: Inbound) -> str | None:
         """Reply to a message exactly once: a retry of the same message gets the same reply."""
-        if not inbound.msg_id:
-            return self._process(inbound, "", *self.store.load_turn(inbound.user))
-        key = f"{inbound.channel}:{inbound.msg_id}"
-        claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
-        if claim.status == "done":
-            log.info("dedupe: retry of %s answered from store", key)
-            return claim.reply or None
-        if claim.status == "busy":
-            return self._wait_for_reply(inbound, key)
-        return self._process(inbound, key, session, has_held)
+        key = f"{inbound.channel}:{inbound.msg_id}" if inbound.msg_id else ""
+        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+            if turn.status == "new":
+                return self._process(inbound, key, turn)
+            if turn.status == "done":
+                log.info("dedupe: retry of %s answered from store", key)
+                return turn.reply or None
+        return self._wait_for_reply(inbound, key)
 
     def _wait_for_reply(self, inbound: Inbound, key: str) -> str | None:
-        """A retry while the first attempt runs: wait briefly for its reply, else 'success'."""
+        """A retry while the first attempt runs elsewhere: wait briefly for its reply, else 'success'."""
         deadline = self.clock() + RETRY_WAIT_SECONDS
         while self.clock() < deadline:
             self.sleep(0.1)
-            claim, session, has_held = self.store.begin_turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS)
-            if claim.status == "done":
-                return claim.reply or None
-            if claim.status == "new":  # the first attempt died: we own it now
-                log.warning("dedupe: took over %s from a lost attempt", key)
-                return self._process(inbound, key, session, has_held)
+            with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+                if turn.status == "done":
+                    return turn.reply or None
+                if turn.status == "new":  # the first attempt died: we own it now
+                    log.warning("dedupe: took over %s from a lost attempt", key)
+                    return self._process(inbound, key, turn)
         return None
 
-    def _process(self, inbound: Inbound, key: str, session: Session, has_held: bool) -> str | None:
-        """Run the dialogue step, perform its actions, then write the turn in one transaction."""
-        now = self.clock()
-        view = self.desk.conversation_view(inbound.user, session.purpose) if session.stage is Stage.HUMAN else None
-        new_session, actions = self.conversation.step(session, inbound, self.kb, now, view)
-        context = {"inbound": inbound, "key": key, "now": now, "ended": False, "hits": [], "unanswered": [],
-                   "later": []}
-        parts: list[tuple[str, str | None]] = []
-        for action in actions:
-            parts.extend(self.performers[type(action)](action, context))
-        held = [row.payload["text"] for row in self.store.take_held(inbound.user, now)] if has_held else []
-        reply = self._compose(held, parts)
-        lines = (("in", inbound.text),) if inbound.text else ()
-        self.store.finish_turn(TurnRecord(
-            user=inbound.user, now=now, key=key, reply=reply or "",
-            session=None if context["ended"] else new_session, end_session=context["ended"],
-            lines=lines + ((("out", reply),) if reply else ()),
-            hits=tuple(context["hits"]), unanswered=tuple(context["unanswered"])))
-        for job in context["later"]:
+    def _process(self, inbound: Inbound, key: str, turn: Turn) -> str | None:
+        """Run the dialogue step, then its actions and the turn's record in one transaction."""
+        now, later = self.clock(), []
+        state = turn.session
+        view = self.desk.conversation_view(inbound.user, state.purpose) if state.stage is Stage.HUMAN else None
+        session, actions = self.conversation.step(state, inbound, self.kb, now, view)
+
+        def work(tx: TurnWriter) -> TurnRecord:
+            """The performers, on the message's transaction."""
+            context = Context(inbound, key, now, tx, later)
+            results = [self.performers[type(action)](action, context) for action in actions]
+            held = [row.payload["text"] for row in tx.outbox.take_held(inbound.user, now)] if turn.held else []
+            return self._record(inbound, session, results, held)
+        reply = turn.commit(work) or None
+        for job in later:
             self.spawn(job)
         return reply
+
+    def _record(self, inbound: Inbound, session: Session, results: list[Result], held: list[str]) -> TurnRecord:
+        """What the turn keeps: the composed reply, the new state, transcript and analytics."""
+        notes = [r for r in results if isinstance(r, Noted)]
+        reply = self._compose(held, [part for part in map(self._render, results) if part])
+        ended = any(n.end_session for n in notes)
+        tax_ids = [n.tax_id for n in notes if n.tax_id is not None]
+        lines = (("in", inbound.text),) if inbound.text else ()
+        return TurnRecord(
+            reply=reply or "", session=None if ended else session, end_session=ended,
+            tax_id=tax_ids[-1] if tax_ids else None, lines=lines + ((("out", reply),) if reply else ()),
+            hits=tuple(n.hit for n in notes if n.hit), unanswered=tuple(n.unanswered for n in notes if n.unanswered),
+            clarified=tuple(n.clarified for n in notes if n.clarified))
+
+    def _render(self, result: Result) -> tuple[str, str | None] | None:
+        """The one place a performer's result becomes reply text: (text, FAQ id for its short version)."""
+        if isinstance(result, Said):
+            return result.text, result.answer_id
+        if isinstance(result, TicketOpened):
+            return self._ticket_text(result), None
+        if isinstance(result, ImageFiled):
+            if result.ticket is None:
+                return self.kb.render("image-no-ticket"), None
+            return self.kb.render("image-attached", ticket=result.ticket.number), None
+        if isinstance(result, TicketsListed):
+            rows = [{"number": t.number, "status": t.status, "title": self._ticket_title(t)}
+                    for t in result.tickets]
+            return self.kb.render("ticket-status", tickets=rows), None
+        return None
 
     def _compose(self, held: list[str], parts: list[tuple[str, str | None]]) -> str | None:
         """Join held follow-ups and replies within the passive-reply byte limit."""
@@ -104,104 +199,101 @@ class BotService:
         short = self.kb.short_answer(answer_id, self.public_url) if answer_id else None
         return short or text
 
-    # -- action performers: each returns [(reply text, answer id)] ----------------------------
-
-    def _reply(self, action: Reply, ctx: dict) -> list:
-        """A text for the customer."""
-        return [(action.text, action.answer_id)]
-
-    def _create_ticket(self, action: CreateTicket, ctx: dict) -> list:
-        """Open the ticket (idempotent on the message; one open ticket per need) and say which."""
-        inbound: Inbound = ctx["inbound"]
-        intent = self.kb.intents.get(action.intent)
-        live = bool(intent and intent.live)
-        draft = Ticket(id=0, user=inbound.user, kind=action.intent, intent=action.intent, status="open",
-                       tax_id=action.tax_id, flags=action.flags, words=action.words,
-                       channel=inbound.channel, created_at=ctx["now"])
-        transcript = self.store.recent_messages(inbound.user, 10) if live else []
-        ticket, how = self.desk.open_ticket(draft, self._source(ctx), transcript)
-        log.info("ticket %s %s for %s (tax id %s)", ticket.number, how, inbound.user, mask_tax_id(ticket.tax_id))
-        if how == "joined":
-            return [(self.kb.render("ticket-exists", ticket=ticket.number, live=live), None)]
-        following = self.kb.part(action.intent, "handoff.customer", ticket=ticket.number,
+    def _ticket_text(self, opened: TicketOpened) -> str:
+        """What the customer is told about their ticket: created (with the FAQ's handoff.customer
+        text) or the open one their words were added to."""
+        ticket = opened.ticket
+        if opened.how == "joined":
+            return self.kb.render("ticket-exists", ticket=ticket.number, live=opened.live)
+        following = self.kb.part(ticket.intent, "handoff.customer", ticket=ticket.number,
                                  tax_id=ticket.tax_id, flagged=bool(ticket.flags))
-        text = self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
-                              flagged=bool(ticket.flags), next=following, live=live)
-        return [(text, None)]
-
-    @staticmethod
-    def _source(ctx: dict) -> str:
-        """What makes a ticket write idempotent: the message's dedupe key (or a unique stand-in)."""
-        inbound: Inbound = ctx["inbound"]
-        return ctx["key"] or f"{inbound.channel}:{inbound.user}:{ctx['now']}"
-
-    def _forward(self, action: Forward, ctx: dict) -> list:
-        """A live conversation's message: onto the ticket and (coalesced) to ops."""
-        inbound: Inbound = ctx["inbound"]
-        ticket = self.desk.forward(inbound.user, action.intent, action.text, action.answered,
-                                   self._source(ctx), ctx["now"])
-        if ticket is None:
-            log.warning("forward: %s has no open %s ticket", inbound.user, action.intent)
-        return []
-
-    def _end_human(self, action: EndHuman, ctx: dict) -> list:
-        """The live conversation ended (customer left, or idle)."""
-        self.desk.end_conversation(ctx["inbound"].user, action.intent, action.reason, ctx["now"])
-        return []
-
-    def _remember(self, action: RememberTaxId, ctx: dict) -> list:
-        """Remember the tax ID for later flows."""
-        self.store.remember_tax_id(ctx["inbound"].user, action.tax_id)
-        return []
-
-    def _forget(self, action: ForgetTaxId, ctx: dict) -> list:
-        """Forget the remembered tax ID."""
-        self.store.forget_tax_id(ctx["inbound"].user)
-        return []
-
-    def _unanswered(self, action: LogUnanswered, ctx: dict) -> list:
-        """Log a question nothing answered."""
-        found = find_tax_id(action.text)
-        text = action.text.replace(found.value, mask_tax_id(found.value)) if found.value else action.text
-        log.info("unanswered question from %s", ctx["inbound"].user)
-        ctx["unanswered"].append(text)
-        return []
-
-    def _hit(self, action: LogHit, ctx: dict) -> list:
-        """Count an answered intent."""
-        ctx["hits"].append(action.intent)
-        return []
-
-    def _attach(self, action: AttachImage, ctx: dict) -> list:
-        """Attach a screenshot to the ticket the conversation is about, or ask what it is about;
-        the image itself is downloaded (media/get) after the reply."""
-        inbound: Inbound = ctx["inbound"]
-        found = self.desk.attach_image(inbound.user, inbound.channel, action.media_id, action.pic_url,
-                                       action.about, ctx["now"])
-        if found is None:
-            return [(self.kb.render("image-no-ticket"), None)]
-        ticket, attachment_id = found
-        ctx["later"].append(lambda: self.desk.download(attachment_id, inbound.channel, action.media_id))
-        return [(self.kb.render("image-attached", ticket=ticket.number), None)]
-
-    def _show_tickets(self, action: ShowTickets, ctx: dict) -> list:
-        """The state of the customer's tickets."""
-        tickets = self.store.list_tickets(user=ctx["inbound"].user)[:5]
-        rows = [{"number": t.number, "status": t.status, "title": self._ticket_title(t)} for t in tickets]
-        return [(self.kb.render("ticket-status", tickets=rows), None)]
+        return self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
+                              flagged=bool(ticket.flags), next=following, live=opened.live)
 
     def _ticket_title(self, ticket: Ticket) -> str:
         """A short title for a ticket: its intent's title."""
         intent = self.kb.intents.get(ticket.intent)
         return intent.title if intent else ticket.intent
 
-    def _end(self, action: EndSession, ctx: dict) -> list:
-        """Forget the conversation (unsubscribe)."""
-        ctx["ended"] = True
-        return []
+    # -- action performers: each returns a typed result ----------------------------------------
 
+    def _reply(self, action: Reply, ctx: Context) -> Said:
+        """A text for the customer."""
+        return Said(action.text, action.answer_id)
+
+    def _create_ticket(self, action: CreateTicket, ctx: Context) -> TicketOpened:
+        """Open the ticket (idempotent on the message; one open ticket per need)."""
+        inbound = ctx.inbound
+        intent = self.kb.intents.get(action.intent)
+        live = bool(intent and intent.live)
+        draft = Ticket(id=0, user=inbound.user, kind=action.intent, intent=action.intent, status="open",
+                       tax_id=action.tax_id, flags=action.flags, words=action.words,
+                       channel=inbound.channel, created_at=ctx.now)
+        transcript = ctx.tx.transcript(TRANSCRIPT_LINES) if live else []
+        ticket, how = self.desk.within(ctx.tx).open_ticket(draft, ctx.source, transcript)
+        log.info("ticket %s %s for %s (tax id %s)", ticket.number, how, inbound.user, mask_tax_id(ticket.tax_id))
+        return TicketOpened(ticket, how, live)
+
+    def _forward(self, action: Forward, ctx: Context) -> Noted:
+        """A live conversation's message: onto the ticket and (coalesced) to ops."""
+        desk = self.desk.within(ctx.tx)
+        if desk.forward(ctx.inbound.user, action.intent, action.text, action.answered, ctx.source, ctx.now) is None:
+            log.warning("forward: %s has no open %s ticket", ctx.inbound.user, action.intent)
+        return Noted()
+
+    def _end_human(self, action: EndHuman, ctx: Context) -> Noted:
+        """The live conversation ended (the customer left, or idle)."""
+        self.desk.within(ctx.tx).end_conversation(ctx.inbound.user, action.intent, action.reason, ctx.now)
+        return Noted()
+
+    def _remember(self, action: RememberTaxId, ctx: Context) -> Noted:
+        """Remember the tax ID for later flows."""
+        return Noted(tax_id=action.tax_id)
+
+    def _forget(self, action: ForgetTaxId, ctx: Context) -> Noted:
+        """Forget the remembered tax ID."""
+        return Noted(tax_id="")
+
+    def _unanswered(self, action: LogUnanswered, ctx: Context) -> Noted:
+        """Log a question nothing answered (a tax ID in it masked)."""
+        log.info("unanswered question from %s", ctx.inbound.user)
+        return Noted(unanswered=_masked(action.text))
+
+    def _clarified(self, action: LogClarified, ctx: Context) -> Noted:
+        """Log a question that needed a "did you mean" choice (a tax ID in it masked)."""
+        return Noted(clarified=_masked(action.text))
+
+    def _hit(self, action: LogHit, ctx: Context) -> Noted:
+        """Count an answered intent."""
+        return Noted(hit=action.intent)
+
+    def _attach(self, action: AttachImage, ctx: Context) -> ImageFiled:
+        """Attach a screenshot to the ticket the conversation is about (None when there is none);
+        the image itself is downloaded (media/get) after the reply."""
+        inbound = ctx.inbound
+        found = self.desk.within(ctx.tx).attach_image(inbound.user, inbound.channel, action.media_id,
+                                                      action.pic_url, action.about, ctx.now)
+        if found is None:
+            return ImageFiled(None)
+        ticket, attachment_id = found
+        ctx.later.append(lambda: self.desk.download(attachment_id, inbound.channel, action.media_id))
+        return ImageFiled(ticket)
+
+    def _show_tickets(self, action: ShowTickets, ctx: Context) -> TicketsListed:
+        """The customer's newest tickets."""
+        return TicketsListed(tuple(ctx.tx.tickets.list(user=ctx.inbound.user)[:STATUS_TICKETS]))
+
+    def _end(self, action: EndSession, ctx: Context) -> Noted:
+        """Forget the conversation (unsubscribe)."""
+        return Noted(end_session=True)
+
+
+def _masked(text: str) -> str:
+    """The question with any tax ID in it masked (analytics never keep a full tax ID)."""
+    found = find_tax_id(text)
+    return text.replace(found.value, mask_tax_id(found.value)) if found.value else text
 
 
 def _in_background(job: Callable[[], object]) -> None:
-    """Run a job after the reply in a daemon thread (a lost job is retried when ops look)."""
+    """Run a job after the reply in a daemon thread (a lost download is retried when ops look)."""
     threading.Thread(target=job, name="after-turn", daemon=True).start()

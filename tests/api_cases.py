@@ -10,7 +10,7 @@ import pytest
 from wechatpy import WeChatClient
 from wechatpy.enterprise import WeChatClient as WeComClient
 
-from bot.channels.robot import DeliveryError
+from bot.outbox import DeliveryError
 from bot.channels.wechat_api import CustomerService
 from bot.channels.wecom_api import WeComPush
 from bot.config import WeChatConfig, WeComConfig
@@ -32,12 +32,12 @@ def wecom_config(fake: FakeWeCom, **change) -> WeComConfig:
 
 def make_cs(fake: FakeWeChat, store, clock, **change) -> CustomerService:
     """A CustomerService pointed at `fake`."""
-    return CustomerService(wechat_config(fake, **change), store, clock=clock)
+    return CustomerService(wechat_config(fake, **change), store.tokens, clock=clock)
 
 
 def make_push(fake: FakeWeCom, store, clock, **change) -> WeComPush:
     """A WeComPush pointed at `fake`."""
-    return WeComPush(wecom_config(fake, **change), store, clock=clock)
+    return WeComPush(wecom_config(fake, **change), store.tokens, clock=clock)
 
 
 def refusal(client: CustomerService, user: str, fake: TokenServer) -> tuple[bool, bool, int | None]:

@@ -21,14 +21,14 @@ def make_worker(store, robot=None, wechat=None, clock=time.time, wecom=None, **k
 
 def queue_ops(store, clock, texts) -> list[int]:
     """Queue one ops notification per text."""
-    return [store.queue_message({"target": "ops", "user": "", "payload": {"markdown": t}}, None, clock())
+    return [store.outbox.queue({"target": "ops", "user": "", "payload": {"markdown": t}}, None, clock())
             for t in texts]
 
 
 def queue_customer(store, clock, text, user=OPENID, channel=None) -> int:
     """Queue one customer message (no "channel" in the payload when None: rows from before WeCom)."""
     payload = {"text": text} if channel is None else {"text": text, "channel": channel}
-    return store.queue_message({"target": "customer", "user": user, "payload": payload}, None, clock())
+    return store.outbox.queue({"target": "customer", "user": user, "payload": payload}, None, clock())
 
 
 def tick(worker, clock, seconds: int, step: float = 1.0) -> None:

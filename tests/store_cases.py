@@ -9,8 +9,10 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from bot.model import Ticket
-from bot.store import RedisState, SqlStore
+from bot.model import Session, Ticket
+from bot.store.base import TurnRecord
+from bot.store.redis_state import redis_store
+from bot.store.sql import Db, sql_store
 
 BACKENDS = ["sqlite", "memory", "postgres", "redis"]
 SHARED = ["sqlite", "postgres", "redis"]  # state other processes can reach
@@ -20,8 +22,8 @@ OPS = {"target": "ops", "payload": {"markdown": "**新工单**"}}
 
 def open_backend(spec: dict):
     """A store from a picklable description (used by test processes too)."""
-    inner = SqlStore(spec["url"])
-    return RedisState(spec["redis_url"], inner, prefix=spec["prefix"]) if spec.get("redis_url") else inner
+    db = Db(spec["url"])
+    return redis_store(spec["redis_url"], db, spec["prefix"]) if spec.get("redis_url") else sql_store(db)
 
 
 @pytest.fixture
@@ -86,11 +88,28 @@ def make_ticket(user="u1", now=T0, **extra) -> Ticket:
 
 def pending(store, target=None) -> list:
     """Every due row, claimed (the only public way to see what is queued)."""
-    return store.claim_outbox(T0 + 10**6, limit=1000, target=target, ops_per_minute=10**6)
+    return store.outbox.claim(T0 + 10**6, limit=1000, target=target, ops_per_minute=10**6)
 
 
 def queue(store, target: str, count: int, now=T0, user="u1") -> list[int]:
     """Queue `count` rows for `target`; their ids."""
     payload = {"markdown": "m"} if target == "ops" else {"text": "t"}
-    return [store.queue_message({"target": target, "user": user, "payload": payload}, None, now)
+    return [store.outbox.queue({"target": target, "user": user, "payload": payload}, None, now)
             for _ in range(count)]
+
+
+def take_turn(store, key: str, user: str = "u1", now: float = T0, work=None, **record) -> tuple[str, str | None]:
+    """One message through the store: ("new", the committed reply) or (status, the stored reply).
+
+    `work(tx)` runs inside the message's transaction (default: it returns TurnRecord(**record)).
+    """
+    with store.turns.turn(key, user, now) as turn:
+        if turn.status != "new":
+            return turn.status, turn.reply
+        return "new", turn.commit(work or (lambda tx: TurnRecord(**record)))
+
+
+def state_of(store, user: str = "u1") -> tuple[Session, bool]:
+    """The user's conversation state (with the remembered tax ID) and held flag, as a turn reads them."""
+    with store.turns.turn("", user, T0) as turn:
+        return turn.session, turn.held

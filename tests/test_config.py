@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import logging
 
 import pytest
@@ -71,3 +72,25 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_answers_dir_is_relative_to_the_config_file(tmp_path):
     config = load_config(write(tmp_path, '[wechat]\ntoken = "t"\n[answers]\ndir = "faq"\n'), env={})
     assert config.answers_dir == (tmp_path / "faq").resolve()
+
+
+def test_console_accounts_come_from_ops_accounts(tmp_path):
+    path = write(tmp_path, '[wechat]\ntoken = "t"\n[ops]\n[[ops.accounts]]\nname = "王"\n'
+                           'password_hash = "scrypt:32768:8:1$salt$hash"\n')
+    (account,) = load_config(path, env={}).ops.accounts
+    assert (account.name, account.password_hash) == ("王", "scrypt:32768:8:1$salt$hash")
+
+
+@pytest.mark.parametrize("accounts, message", [
+    ('[[ops.accounts]]\nname = "王"\npassword_hash = "plaintext"\n', "ops-user add"),
+    ('[[ops.accounts]]\nname = "王"\n', "exactly name and password_hash"),
+    ('accounts = "王"\n', "[[ops.accounts]]"),
+])
+def test_bad_console_accounts_are_clear_errors(tmp_path, accounts, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, f'[wechat]\ntoken = "t"\n[ops]\n{accounts}'), env={})
+
+
+def test_an_unknown_time_zone_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="timezone"):
+        load_config(write(tmp_path, '[wechat]\ntoken = "t"\n[server]\ntimezone = "Mars/Olympus"\n'), env={})

@@ -11,9 +11,10 @@ import pytest
 from bot.conversation import step
 from bot.kb import load_kb
 from bot.matcher import attach_matcher
-from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndHuman, EndSession,
-                       ForgetTaxId, Forward, Inbound, LogHit, LogUnanswered, RememberTaxId, Reply,
-                       Session, ShowTickets, Stage, TicketView)
+from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound,
+                       LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Stage, TicketView)
+from bot.store.codec import decode_session, encode_session
 
 ROOT = Path(__file__).resolve().parent.parent
 USCC = "91110108551385082Q"
@@ -217,7 +218,7 @@ def close_kb(tmp_path_factory):
     return attach_matcher(load_kb(folder))
 
 
-CLARIFY = (("打印发票错位", [t("clarify", options=["打印发票时格式错位", "打印发票时纸张错位"])], CHOICE))
+CLARIFY = (("打印发票错位", [LogClarified("打印发票错位"), t("clarify", options=["打印发票时格式错位", "打印发票时纸张错位"])], CHOICE))
 
 
 @pytest.mark.parametrize("pick, intent", [
@@ -247,9 +248,9 @@ def test_picked_channel_intent_keeps_question(close_kb):
 
 
 def test_state_round_trips_through_store_dict(bot_kb):
-    """The state a flow leaves behind survives to_dict/from_dict, as the stores keep it."""
+    """The state a flow leaves behind survives the store's session codec."""
     state, _ = step(Session(), inbound(Q), bot_kb, 5.0)
-    assert Session.from_dict(state.to_dict()) == state == replace(
+    assert decode_session(encode_session(state)) == state == replace(
         Session(), stage=TAX, purpose=CM, question=Q, updated_at=5.0, about=CM)
 
 

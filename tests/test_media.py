@@ -7,8 +7,8 @@ import requests
 from bot.channels.media import MediaError, fetch
 from bot.channels.wechat_api import CustomerService
 from bot.channels.wecom_api import WeComPush
-from bot.config import WeChatConfig, WeComConfig
-from bot.store import SqlStore
+from bot.config import StorageConfig, WeChatConfig, WeComConfig
+from bot.store import open_store
 
 PNG = ("image/png", b"\x89PNG\r\n\x1a\n-screenshot")
 
@@ -16,11 +16,11 @@ PNG = ("image/png", b"\x89PNG\r\n\x1a\n-screenshot")
 @pytest.fixture
 def clients(wechat, wecom, clock):
     """The Official Account's and the WeCom app's shared-token clients, on the fakes."""
-    store = SqlStore("sqlite://")
+    store = open_store(StorageConfig(url="sqlite://"))
     official = CustomerService(WeChatConfig(app_id=wechat.app_id, app_secret=wechat.secret,
-                                            api_base_url=wechat.url), store, clock).client
+                                            api_base_url=wechat.url), store.tokens, clock).client
     app = WeComPush(WeComConfig(corp_id=wecom.corp_id, secret=wecom.secret, agent_id=str(wecom.agent_id),
-                                api_base_url=wecom.url), store, clock).client
+                                api_base_url=wecom.url), store.tokens, clock).client
     yield {"wechat": (official, wechat), "wecom": (app, wecom)}
     store.close()
 

@@ -9,6 +9,7 @@ from bot.outbox import MAX_BACKOFF, backoff
 from tests.api_cases import WECHAT
 from tests.fakes import OPENID
 from tests.outbox_cases import TAX_ID, make_worker, queue_customer, queue_ops, tick
+from tests.store_cases import take_turn
 
 
 @pytest.mark.parametrize("attempts, delay", [(0, 5), (1, 10), (3, 40), (6, 320), (7, MAX_BACKOFF), (500, MAX_BACKOFF)])
@@ -67,7 +68,7 @@ def test_closed_window_holds_for_the_next_passive_reply(store, wechat, clock):
     worker = make_worker(store, wechat=wechat, clock=clock)
     tick(worker, clock, 120)
     assert wechat.calls_to(WECHAT.send_path) == 1
-    held = store.take_held(OPENID, clock())
+    held = store.outbox.take_held(OPENID, clock())
     assert [row.payload["text"] for row in held] == ["您的工单 T000001 已处理"]
 
 
@@ -86,7 +87,7 @@ def test_robot_rate_limit_is_respected(store, robot, clock):
 def test_rows_left_sending_by_a_killed_worker_are_requeued(store, robot, clock):
     """A row claimed by a worker that died is delivered by another after 60 s, once."""
     queue_ops(store, clock, ["### 新工单 T000009"])
-    assert len(store.claim_outbox(clock())) == 1  # the worker that claimed it is gone
+    assert len(store.outbox.claim(clock())) == 1  # the worker that claimed it is gone
     worker = make_worker(store, robot, clock=clock)
     tick(worker, clock, 60)
     assert robot.messages == []
@@ -97,7 +98,7 @@ def test_rows_left_sending_by_a_killed_worker_are_requeued(store, robot, clock):
 @pytest.mark.parametrize("payload", [{}, {"text": "wrong key"}, {"markdown": None}, {"markdown": " "}])
 def test_bad_row_does_not_block_the_others(store, robot, clock, payload, caplog):
     """An unusable ops row is logged by id and kept; the good rows behind it go out."""
-    store.queue_message({"target": "ops", "user": "", "payload": payload}, None, clock())
+    store.outbox.queue({"target": "ops", "user": "", "payload": payload}, None, clock())
     queue_ops(store, clock, ["### 新工单 T000002"])
     tick(make_worker(store, robot, clock=clock), clock, 5)
     assert robot.messages == ["### 新工单 T000002"]
@@ -131,7 +132,7 @@ def test_without_customer_api_messages_are_held(store, robot, clock):
     queue_customer(store, clock, "已处理")
     queue_ops(store, clock, ["### 新工单 T000004"])
     tick(make_worker(store, robot, clock=clock), clock, 5)
-    assert [row.payload["text"] for row in store.take_held(OPENID, clock())] == ["已处理"]
+    assert [row.payload["text"] for row in store.outbox.take_held(OPENID, clock())] == ["已处理"]
     assert robot.messages == ["### 新工单 T000004"]
 
 
@@ -156,13 +157,13 @@ def test_a_row_that_keeps_failing_permanently_is_given_up_and_counted(store, rob
     robot.key = "rotated-key"
     tick(worker, clock, 3000, step=10)
     assert robot.rejected == [93000, 93000]
-    assert store.report()["outbox"] == {"ops:dead": 1}
+    assert store.reports.report()["outbox"] == {"ops:dead": 1}
 
 
 def test_processed_message_keys_are_purged_by_the_worker(store, clock):
     """Dedupe keys older than two days are cleaned up by the delivery loop."""
-    store.claim_message("wechat:old", clock() - 3 * 24 * 3600)
-    store.claim_message("wechat:new", clock())
+    take_turn(store, "wechat:old", now=clock() - 3 * 24 * 3600, reply="old")
+    take_turn(store, "wechat:new", now=clock(), reply="new")
     make_worker(store, clock=clock).run_once()
-    assert store.claim_message("wechat:old", clock()).status == "new"
-    assert store.claim_message("wechat:new", clock()).status == "busy"
+    assert take_turn(store, "wechat:old", now=clock(), reply="again") == ("new", "again")
+    assert take_turn(store, "wechat:new", now=clock()) == ("done", "new")

@@ -13,15 +13,15 @@ from bot.config import Config
 from bot.model import Inbound
 from bot.outbox import start_outbox_thread
 from bot.service import BotService
-from bot.store.sql import SqlStore
 from tests.api_cases import WECOM, wecom_config
 from tests.fakes import OPENID, WECOM_USER, FakeRobot, FakeWeChat
 from tests.outbox_cases import make_worker, queue_customer, queue_ops, tick
+from tests.store_cases import open_backend
 
 
 def _drain(urls, robot, wechat, texts) -> None:
     """Two workers (own store connections each) deliver concurrently until everything arrived."""
-    stores = [SqlStore(url) for url in urls]
+    stores = [open_backend({"url": url}) for url in urls]
     threads = [start_outbox_thread(make_worker(s, robot, wechat, ops_per_minute=1000, batch=3),
                                    interval=0.01) for s in stores]
     deadline = time.monotonic() + 60
@@ -38,7 +38,7 @@ def _drain(urls, robot, wechat, texts) -> None:
 def _two_workers_send_each_row_once(url):
     """Queue 40 mixed rows, drain them with two workers, check each arrived exactly once."""
     texts = [f"消息 {i}" for i in range(40)]
-    store = SqlStore(url)
+    store = open_backend({"url": url})
     for i, text in enumerate(texts):
         if i % 2:
             queue_customer(store, time.time, text)
@@ -78,11 +78,11 @@ def test_outbox_thread_delivers_and_stops(store, robot):
 
 def test_a_wecom_customer_message_is_held_for_the_next_reply(store, wechat, clock):
     """Without a WeCom push client a WeCom member's follow-up is held, never sent through WeChat."""
-    row_id = store.queue_message({"target": "customer", "user": "zhangsan",
+    row_id = store.outbox.queue({"target": "customer", "user": "zhangsan",
                                   "payload": {"text": "已处理", "channel": "wecom"}}, None, clock())
     make_worker(store, wechat=wechat, clock=clock).run_once()
     assert wechat.messages == []
-    held = store.take_held("zhangsan", clock())
+    held = store.outbox.take_held("zhangsan", clock())
     assert [row.id for row in held] == [row_id]
 
 
@@ -104,7 +104,7 @@ def test_member_outside_the_app_scope_gets_it_with_the_next_reply(store, wecom, 
     service = BotService(kb, store, clock=clock)
     reply = service.handle(Inbound("LiSi", "text", text="你好", msg_id="1", created_at=clock(), channel="wecom"))
     assert reply.startswith("您的工单 T000001 已处理")
-    assert store.take_held("LiSi", clock()) == []
+    assert store.outbox.take_held("LiSi", clock()) == []
 
 
 def test_a_wecom_rate_limit_does_not_delay_wechat_rows(store, wechat, wecom, clock):
@@ -128,4 +128,4 @@ def test_configured_wecom_app_pushes_follow_ups(store, wecom, secret, delivered)
     queue_customer(store, time.time, "已处理", user=WECOM_USER, channel="wecom")
     outbox_worker(build_parts(config, store)).run_once()
     assert wecom.messages == ([(WECOM_USER, "已处理")] if delivered else [])
-    assert len(store.take_held(WECOM_USER, time.time())) == (0 if delivered else 1)
+    assert len(store.outbox.take_held(WECOM_USER, time.time())) == (0 if delivered else 1)

@@ -1,4 +1,4 @@
-"""RedisState: hot state shared across hosts through Redis, durable data in each host's SQL store."""
+"""Redis in front of SQL: hot state shared across hosts through Redis, durable data in each host's SQL."""
 from __future__ import annotations
 
 import uuid
@@ -7,23 +7,32 @@ from dataclasses import replace
 import pytest
 import redis
 
-from bot.model import STATE_KEEP_SECONDS, Session, Stage, Ticket
-from bot.store import RedisState, SqlStore
+from bot.model import STATE_KEEP_SECONDS, Session, Stage
+from bot.store.redis_state import redis_store
+from bot.store.sql import Db
+from tests.store_cases import make_ticket, state_of, take_turn
 
 T0 = 1_700_000_000.0
+TAX_ID = "91110000600037341L"
 
 
 @pytest.fixture
 def hosts(redis_url):
     """Two "hosts": separate in-memory SQL stores sharing one Redis prefix; keys cleaned after."""
     prefix = f"test-redis:{uuid.uuid4().hex}:"
-    pair = [RedisState(redis_url, SqlStore("sqlite://"), prefix=prefix) for _ in range(2)]
+    pair = [redis_store(redis_url, Db("sqlite://"), prefix) for _ in range(2)]
     yield pair
-    client = pair[0].redis
+    client = pair[0].turns.redis
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     for host in pair:
         host.close()
+
+
+def abandon(host, key: str, now: float) -> None:
+    """An attempt that claimed `key` and died before committing."""
+    with host.turns.turn(key, "u1", now, lease=4.0):
+        pass
 
 
 @pytest.mark.parametrize("first, second, expected", [
@@ -33,69 +42,70 @@ def hosts(redis_url):
 ])
 def test_claims_are_shared_across_hosts(hosts, first, second, expected):
     """A message claimed on one host is busy (or taken over once stale) on another."""
-    assert hosts[first[0]].claim_message("m1", first[1], lease=4.0).status == "new"
-    assert hosts[second[0]].claim_message("m1", second[1], lease=4.0).status == expected
+    abandon(hosts[first[0]], "m1", first[1])
+    with hosts[second[0]].turns.turn("m1", "u1", second[1], lease=4.0) as turn:
+        assert turn.status == expected
 
 
 def test_reply_is_shared_and_dedupe_keys_expire(hosts):
     """Another host answers a retry with the stored reply; dedupe keys do not live forever."""
-    hosts[0].claim_message("m1", T0)
-    hosts[0].finish_message("m1", "您好", T0 + 1)
-    assert hosts[1].claim_message("m1", T0 + 2) == hosts[0].claim_message("m1", T0 + 2)
-    assert hosts[1].claim_message("m1", T0 + 2).reply == "您好"
-    assert 0 < hosts[0].redis.ttl(hosts[0]._key("msg", "m1")) <= hosts[0].message_ttl
+    take_turn(hosts[0], "m1", reply="您好")
+    assert take_turn(hosts[1], "m1", now=T0 + 2) == ("done", "您好")
+    turns = hosts[0].turns
+    assert 0 < turns.redis.ttl(turns.key("msg", "m1")) <= turns.message_ttl
 
 
 def test_session_shared_tax_id_from_sql(hosts):
-    """The dialogue state follows the user across hosts (kept a day; the dialogue ends stale stages); the tax ID is SQL's."""
+    """The dialogue state follows the user across hosts (kept a day: the dialogue ends stale stages); the tax ID is SQL's."""
     session = Session(stage=Stage.AWAITING_TAX_ID, purpose="leqi-channel-missing", updated_at=T0)
-    hosts[0].save_session("u1", session)
-    hosts[1].remember_tax_id("u1", "91110000600037341L")
-    assert hosts[1].load_session("u1") == replace(session, tax_id="91110000600037341L")
-    assert hosts[0].load_session("u1") == session  # host 0's SQL has no tax ID for u1
-    assert 0 < hosts[0].redis.ttl(hosts[0]._key("session", "u1")) <= STATE_KEEP_SECONDS
-    hosts[1].end_session("u1")
-    assert hosts[0].load_session("u1") == Session()
+    take_turn(hosts[0], "m1", session=session)
+    take_turn(hosts[1], "m2", tax_id=TAX_ID, session=session)
+    assert state_of(hosts[1])[0] == replace(session, tax_id=TAX_ID)
+    assert state_of(hosts[0])[0] == session  # host 0's SQL has no tax ID for u1
+    turns = hosts[0].turns
+    assert 0 < turns.redis.ttl(turns.key("session", "u1")) <= STATE_KEEP_SECONDS
+    take_turn(hosts[1], "m3", end_session=True)
+    assert state_of(hosts[0])[0] == Session()
 
 
 @pytest.mark.parametrize("raw", ["{not json", '{"stage": "no-such-stage"}', '["a list"]'])
 def test_unreadable_session_starts_afresh(hosts, raw):
     """Corrupt state in Redis (e.g. after a bad deploy) gives a fresh dialogue, not a crash."""
-    hosts[0].remember_tax_id("u1", "91110000600037341L")
-    hosts[0].redis.set(hosts[0]._key("session", "u1"), raw)
-    assert hosts[0].load_session("u1") == Session(tax_id="91110000600037341L")
+    take_turn(hosts[0], "m1", tax_id=TAX_ID)
+    turns = hosts[0].turns
+    turns.redis.set(turns.key("session", "u1"), raw)
+    assert state_of(hosts[0])[0] == Session(tax_id=TAX_ID)
 
 
 def test_tokens_shared_across_hosts(hosts):
     """One access token serves every host until it expires."""
-    hosts[0].put_token("wechat", "tok", T0 + 7200)
-    assert [host.get_token("wechat", T0) for host in hosts] == ["tok", "tok"]
-    assert hosts[1].get_token("wechat", T0 + 7200) is None
+    hosts[0].tokens.put("wechat", "tok", T0 + 7200)
+    assert [host.tokens.get("wechat", T0) for host in hosts] == ["tok", "tok"]
+    assert hosts[1].tokens.get("wechat", T0 + 7200) is None
 
 
 def test_prefixes_keep_deployments_apart(hosts, redis_url):
     """Two bots on one Redis with different prefixes do not see each other's messages."""
-    other = RedisState(redis_url, SqlStore("sqlite://"), prefix=f"{hosts[0].prefix}other:")
+    other = redis_store(redis_url, Db("sqlite://"), f"{hosts[0].turns.prefix}other:")
     try:
-        assert hosts[0].claim_message("m1", T0).status == "new"
-        assert other.claim_message("m1", T0).status == "new"
+        assert take_turn(hosts[0], "m1", reply="a") == ("new", "a")
+        assert take_turn(other, "m1", reply="b") == ("new", "b")
     finally:
-        other.redis.delete(other._key("msg", "m1"))
+        other.turns.redis.delete(other.turns.key("msg", "m1"))
         other.close()
 
 
 def test_durable_data_stays_in_sql(hosts):
     """Tickets live in the host's SQL store (Redis only holds hot state)."""
-    ticket, created = hosts[0].create_ticket(
-        Ticket(id=0, user="u1", kind="human", intent="human-agent", status="open", created_at=T0),
-        "m1", [{"target": "ops", "payload": {"markdown": "x"}}])
-    assert created and hosts[0].inner.get_ticket(ticket.id) == ticket
-    assert hosts[1].get_ticket(ticket.id) is None
+    ticket, created = hosts[0].tickets.create(make_ticket(kind="human", intent="human-agent"), "m1",
+                                              [{"target": "ops", "payload": {"markdown": "x"}}])
+    assert created and hosts[0].tickets.get(ticket.id) == ticket
+    assert hosts[1].tickets.get(ticket.id) is None
 
 
 def test_redis_down_is_a_clear_error():
     """An unreachable Redis raises redis' ConnectionError quickly instead of hanging."""
-    store = RedisState("redis://127.0.0.1:1/0", SqlStore("sqlite://"))
+    store = redis_store("redis://127.0.0.1:1/0", Db("sqlite://"))
     with pytest.raises(redis.ConnectionError):
-        store.claim_message("m1", T0)
+        take_turn(store, "m1")
     store.close()

@@ -5,7 +5,8 @@ import socket
 
 import pytest
 
-from bot.channels.robot import MAX_MARKDOWN_BYTES, TRUNCATED_NOTE, DeliveryError, RobotClient, fit_markdown
+from bot.channels.robot import MAX_MARKDOWN_BYTES, TRUNCATED_NOTE, RobotClient, fit_markdown
+from bot.outbox import DeliveryError
 
 CONSOLE = "[在控制台处理](http://127.0.0.1:8080/ops/tickets/7)"
 TRANSCRIPT = "\n".join(f"> 客户：第{i}句，乐企通道不显示，税号 91110000600037341L" for i in range(200))

@@ -9,8 +9,10 @@ import pytest
 from bot.app import build_parts
 from bot.config import OpsConfig, ServerConfig, StorageConfig, WeChatConfig, load_config
 from bot.model import Inbound
+from bot.store.base import TurnRecord
 from tests.conftest import ROOT
 from tests.fakes import FakeClock
+from tests.store_cases import all_backends, take_turn
 
 TAX_ID = "91110108551385082Q"
 
@@ -22,12 +24,12 @@ def clock():
 
 
 @pytest.fixture
-def parts(tmp_path, clock):
-    """Service over a SQLite file, ops notifications on, a fixed clock."""
-    config = replace(load_config(None), storage=StorageConfig(url=f"sqlite:///{tmp_path}/bot.db"),
-                     ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"),
+def parts(store, clock):
+    """Service over the `store` (a SQLite file unless parametrized), ops notifications on, WeChat
+    push configured, a fixed clock."""
+    config = replace(load_config(None), ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"),
                      wechat=WeChatConfig(token="t", app_secret="s3cret"))
-    built = build_parts(config)
+    built = build_parts(config, store)
     built.service.clock = clock
     built.service.sleep = lambda seconds: None
     return built
@@ -41,7 +43,7 @@ def say(parts, text: str, msg_id: str, user: str = "o-user-1", kind: str = "text
 
 def outbox(parts, target: str):
     """Claim every due outbox row for a target (what the outbox worker would send)."""
-    return parts.store.claim_outbox(parts.service.clock() + 3600, limit=100, target=target)
+    return parts.store.outbox.claim(parts.service.clock() + 3600, limit=100, target=target)
 
 
 def open_channel_ticket(parts, user: str = "o-user-1") -> str:
@@ -54,7 +56,7 @@ def test_channel_missing_flow_opens_one_ticket_and_tells_ops_once(parts):
     first = say(parts, "数电配置里找不到乐企联用通道", "m1")
     assert "通道类型" in first and "税号" in first
     reply = say(parts, f"我们税号是 {TAX_ID}，麻烦了", "m2")
-    tickets = parts.store.list_tickets()
+    tickets = parts.store.tickets.list()
     assert len(tickets) == 1 and tickets[0].tax_id == TAX_ID and tickets[0].status == "open"
     assert tickets[0].number in reply
     rows = outbox(parts, "ops")
@@ -68,7 +70,7 @@ def test_a_retry_gets_the_same_reply_and_no_second_ticket(parts):
     first = say(parts, TAX_ID, "m2")
     again = [say(parts, TAX_ID, "m2") for _ in range(3)]
     assert again == [first] * 3
-    assert len(parts.store.list_tickets()) == 1
+    assert len(parts.store.tickets.list()) == 1
     assert len(outbox(parts, "ops")) == 1
 
 
@@ -80,18 +82,18 @@ def test_concurrent_retries_act_once(parts):
         t.start()
     for t in threads:
         t.join()
-    assert len(parts.store.list_tickets()) == 1
+    assert len(parts.store.tickets.list()) == 1
     assert len(outbox(parts, "ops")) == 1
     assert any(r and "T0000" in r for r in replies)
 
 
 def test_resolving_sends_step_three_and_a_held_follow_up_comes_with_the_next_reply(parts):
     open_channel_ticket(parts)
-    ticket = parts.store.list_tickets()[0]
+    ticket = parts.store.tickets.list()[0]
     parts.desk.resolve(ticket.id, parts.service.clock())
     rows = outbox(parts, "customer")
     assert len(rows) == 1 and "更新配置" in rows[0].payload["text"] and rows[0].user == "o-user-1"
-    parts.store.outbox_hold(rows[0].id, "45015 response out of time limit")
+    parts.store.outbox.hold(rows[0].id, "45015 response out of time limit")
     reply = say(parts, "你好", "m9")
     assert "更新配置" in reply and ticket.number in reply
     assert "更新配置" not in (say(parts, "你好", "m10") or "")
@@ -99,19 +101,19 @@ def test_resolving_sends_step_three_and_a_held_follow_up_comes_with_the_next_rep
 
 def test_a_screenshot_after_resolution_reopens_the_ticket_and_reaches_ops(parts):
     open_channel_ticket(parts)
-    ticket = parts.store.list_tickets()[0]
+    ticket = parts.store.tickets.list()[0]
     parts.desk.resolve(ticket.id, parts.service.clock())
     outbox(parts, "ops")
     reply = say(parts, "", "m5", kind="image", media_id="MEDIA1", pic_url="https://mmbiz.example/p.png")
     assert ticket.number in reply
-    again = parts.store.get_ticket(ticket.id)
+    again = parts.store.tickets.get(ticket.id)
     assert again.status == "open" and again.attachments
     assert any(ticket.number in row.payload["markdown"] for row in outbox(parts, "ops"))
 
 
 def test_an_image_without_a_ticket_asks_what_it_is_about(parts):
     reply = say(parts, "", "m1", kind="image", media_id="MEDIA1", pic_url="https://mmbiz.example/p.png")
-    assert "描述" in reply and not parts.store.list_tickets()
+    assert "描述" in reply and not parts.store.tickets.list()
 
 
 def test_the_remembered_tax_id_gives_the_exact_cache_key(parts):
@@ -124,7 +126,7 @@ def test_human_handoff_carries_the_recent_transcript(parts):
     say(parts, "开票软件闪退怎么办", "m1")
     reply = say(parts, "转人工", "m2")
     assert "T0000" in reply
-    tickets = parts.store.list_tickets()
+    tickets = parts.store.tickets.list()
     assert tickets[0].kind == tickets[0].intent == "human-agent"
     markdown = outbox(parts, "ops")[0].payload["markdown"]
     assert "开票软件闪退" in markdown
@@ -133,34 +135,43 @@ def test_human_handoff_carries_the_recent_transcript(parts):
 def test_unanswered_questions_are_logged_for_authors(parts):
     reply = say(parts, "红字发票怎么开", "m1")
     assert "转人工" in reply
-    report = parts.store.report()
+    report = parts.store.reports.report()
     assert [row["text"] for row in report["unanswered"]] == ["红字发票怎么开"]
 
 
 def test_ticket_status_lists_the_customers_tickets(parts):
     open_channel_ticket(parts)
-    number = parts.store.list_tickets()[0].number
+    number = parts.store.tickets.list()[0].number
     assert number in say(parts, "进度", "m7")
     assert number not in (say(parts, "进度", "x7", user="o-other") or "")
 
 
-def test_a_retry_while_the_first_attempt_runs_gets_its_reply(parts, clock):
-    key = "wechat:m1"
-    assert parts.store.claim_message(key, clock(), lease=4.0).status == "new"
-    waits = []
-
-    def finish_later(seconds):
-        waits.append(seconds)
-        if len(waits) == 2:
-            parts.store.finish_message(key, "第一次的回复", clock())
-        clock.now += seconds
-
-    parts.service.sleep = finish_later
-    assert say(parts, "你好", "m1") == "第一次的回复"
+def abandon(parts, msg_id: str = "m1") -> None:
+    """A first attempt at the message that began and died before committing (a killed worker)."""
+    with parts.store.turns.turn(f"wechat:{msg_id}", "o-user-1", parts.service.clock()):
+        pass
 
 
+@all_backends(["sqlite", "postgres", "redis"])
+def test_a_retry_while_the_first_attempt_runs_gets_the_same_reply(parts, clock):
+    """Whichever attempt acts, both answer alike (SQL: the first commit; Redis: the first claim)."""
+    with parts.store.turns.turn("wechat:m1", "o-user-1", clock()) as first:
+        waits = []
+
+        def first_finishes(seconds):
+            """The retry waits (Redis: busy); meanwhile the first attempt commits."""
+            waits.append(first.commit(lambda tx: TurnRecord(reply="第一次的回复")))
+            clock.now += seconds
+        parts.service.sleep = first_finishes
+        retry = say(parts, "你好", "m1")
+        if not waits:  # SQL: the retry answered; the first attempt's commit returns that answer
+            waits.append(first.commit(lambda tx: pytest.fail("the message was answered twice")))
+    assert retry == waits[0] and retry
+
+
+@all_backends(["sqlite", "redis"])
 def test_a_claim_left_by_a_killed_worker_is_taken_over(parts, clock):
-    assert parts.store.claim_message("wechat:m1", clock(), lease=4.0).status == "new"
+    abandon(parts)
     clock.now += 5  # WeChat retries after 5 s; the first worker never finished
     reply = say(parts, "你好", "m1")
     assert reply and "乐企" in reply
@@ -170,18 +181,19 @@ def test_unsubscribe_forgets_the_conversation(parts):
     say(parts, "数电配置里找不到乐企联用通道", "m1")
     say(parts, "", "e1", kind="event", event="unsubscribe")
     reply = say(parts, TAX_ID, "m2")
-    assert not parts.store.list_tickets()
+    assert not parts.store.tickets.list()
     assert reply is None or "T0000" not in reply
 
 
 def test_a_tax_id_in_an_unanswered_question_is_masked_for_authors(parts):
     say(parts, f"{TAX_ID} 开票软件闪退", "m1")
-    texts = [row["text"] for row in parts.store.report()["unanswered"]]
+    texts = [row["text"] for row in parts.store.reports.report()["unanswered"]]
     assert texts and TAX_ID not in texts[0] and "9111" in texts[0]
 
 
+@all_backends(["sqlite", "redis"])
 def test_a_waiting_retry_takes_over_when_the_first_attempt_dies(parts, clock):
-    assert parts.store.claim_message("wechat:m1", clock(), lease=4.0).status == "new"
+    abandon(parts)
     clock.now += 1  # a retry arrives while the first attempt still looks alive
 
     def tick(seconds):
@@ -190,7 +202,7 @@ def test_a_waiting_retry_takes_over_when_the_first_attempt_dies(parts, clock):
     parts.service.sleep = tick
     reply = say(parts, "乐企通道不显示", "m1")
     assert reply and "通道类型" in reply
-    assert parts.store.claim_message("wechat:m1", clock()).reply == reply
+    assert take_turn(parts.store, "wechat:m1", now=clock()) == ("done", reply)
 
 
 def test_an_over_long_answer_becomes_its_steps_with_an_absolute_link(tmp_path, clock):

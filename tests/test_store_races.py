@@ -8,24 +8,35 @@ from itertools import chain
 
 import pytest
 
-from tests.store_cases import OPS, SHARED, T0, all_backends, make_ticket, open_backend, pending, queue
+from bot.store.base import TurnRecord
+from tests.store_cases import OPS, SHARED, T0, all_backends, make_ticket, open_backend, pending, queue, take_turn
 
 
-def race_claim(store, _i):
-    """One worker's claim of a WeChat message that was retried."""
-    return store.claim_message("race", T0).status
+def race_message(store, i):
+    """One worker handling a retried message whose work opens a ticket of its own and counts a hit."""
+    def work(tx):
+        """Opens a ticket only this worker would open."""
+        ticket, _ = tx.tickets.create(make_ticket(words=f"w{i}"), f"race-src-{i}", [OPS])
+        return TurnRecord(reply=ticket.number, hits=("human-agent",))
+    return take_turn(store, "race", work=work)
+
+
+def abandon(store):
+    """An attempt at the message that began and died before committing (a killed worker)."""
+    with store.turns.turn("race", "u1", T0 - 10):
+        pass
 
 
 def race_ticket(store, i):
     """One worker handling a retried message that opens a ticket."""
-    ticket, created = store.create_ticket(make_ticket(words=f"w{i}"), "race-src", [OPS])
+    ticket, created = store.tickets.create(make_ticket(words=f"w{i}"), "race-src", [OPS])
     return ticket.id, created
 
 
 def race_outbox(store, i):
     """One delivery worker draining the outbox (odd workers deliver to customers only)."""
     claimed, target = [], "customer" if i % 2 else None
-    while rows := store.claim_outbox(T0, limit=3, target=target, ops_per_minute=20):
+    while rows := store.outbox.claim(T0, limit=3, target=target, ops_per_minute=20):
         claimed += [(row.id, row.target) for row in rows]
     return claimed
 
@@ -76,16 +87,19 @@ def in_processes(spec, job, count=4, open_first=True):
     return [out[i] for i in range(count)]
 
 
-def check_claims(results):
-    """Exactly one worker processes the message."""
-    assert sorted(results) == ["busy"] * (len(results) - 1) + ["new"]
+def check_messages(store, results):
+    """Exactly one worker's work ran: one ticket, one ops row, one hit; every answer is its reply."""
+    tickets = store.tickets.list()
+    assert len(tickets) == 1 and len(pending(store)) == 1
+    assert store.reports.report()["hits"] == {"human-agent": 1}
+    assert {reply for status, reply in results if status != "busy"} == {tickets[0].number}
 
 
 def check_tickets(store, results):
     """One ticket, created once, notified once."""
     assert len({ticket_id for ticket_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert len(store.list_tickets()) == 1 and len(pending(store)) == 1
+    assert len(store.tickets.list()) == 1 and len(pending(store)) == 1
 
 
 def check_outbox(results):
@@ -97,11 +111,11 @@ def check_outbox(results):
 
 @all_backends()
 @pytest.mark.parametrize("stale", [False, True])
-def test_threads_race_claim_message(store, stale):
-    """8 threads get the same retried message (maybe left by a dead worker): one processes it."""
+def test_threads_race_one_message(store, stale):
+    """8 threads get the same retried message (maybe left by a dead worker): one acts on it."""
     if stale:
-        store.claim_message("race", T0 - 10)
-    check_claims(in_threads(store, race_claim))
+        abandon(store)
+    check_messages(store, in_threads(store, race_message))
 
 
 @all_backends()
@@ -119,11 +133,11 @@ def test_threads_race_claim_outbox(store):
 
 @all_backends(SHARED)
 @pytest.mark.parametrize("stale", [False, True])
-def test_processes_race_claim_message(store, spec, stale):
-    """4 worker processes get the same retried message (maybe left by a dead one): one processes it."""
+def test_processes_race_one_message(store, spec, stale):
+    """4 worker processes get the same retried message (maybe left by a dead one): one acts on it."""
     if stale:
-        store.claim_message("race", T0 - 10)
-    check_claims(in_processes(spec, race_claim))
+        abandon(store)
+    check_messages(store, in_processes(spec, race_message))
 
 
 @all_backends(SHARED)
@@ -142,4 +156,9 @@ def test_processes_race_claim_outbox(store, spec):
 @all_backends(SHARED)
 def test_processes_create_schema_at_once(spec):
     """4 workers starting together on an empty database all come up and share one schema."""
-    assert in_processes(spec, race_claim, open_first=False).count("new") == 1
+    results = in_processes(spec, race_message, open_first=False)
+    store = open_backend(spec)
+    try:
+        check_messages(store, results)
+    finally:
+        store.close()

@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from bot.channels.robot import DeliveryError
-from bot.store.sql import SqlStore
+from bot.outbox import DeliveryError
 from tests.api_cases import CASES, make_cs, refusal
+from tests.store_cases import open_backend
 from tests.fakes import OPENID
 
 SEND = "/cgi-bin/message/custom/send"
@@ -86,7 +86,7 @@ def test_outages_and_busy_answers_are_retried_later(case, fake, store, clock, br
 
 def test_base_url_is_per_instance(case, store, clock, tmp_path):
     """Two accounts on two API hosts each reach their own host (no shared class attribute)."""
-    other_store = SqlStore(f"sqlite:///{tmp_path}/other.db")
+    other_store = open_backend({"url": f"sqlite:///{tmp_path}/other.db"})
     with case.serve(clock) as one, case.serve(clock, **case.other) as two:
         case.connect(one, store, clock).send_text(case.user, "to one")
         case.connect(two, other_store, clock).send_text(case.user, "to two")

@@ -54,7 +54,7 @@ def customer_ticket(app):
     """A WeChat customer asks for a person: their open ticket."""
     parts = app.extensions["bot"]
     parts.service.handle(Inbound("o-cust", "text", text="转人工", msg_id="c1", created_at=time.time()))
-    return parts.store.list_tickets()[0]
+    return parts.store.tickets.list()[0]
 
 
 def test_an_ops_member_replies_to_the_customer(app):
@@ -64,9 +64,9 @@ def test_an_ops_member_replies_to_the_customer(app):
     said = wecom_says(app, OPS_MEMBER, f"{ticket.number} 你好，已经处理了", msg_id=77)
     assert said == parts.kb.render("desk-status", action="reply", outcome="queued", ticket=ticket.number)
     assert wecom_says(app, OPS_MEMBER, f"{ticket.number} 你好，已经处理了", msg_id=77) == said  # WeCom's retry
-    rows = parts.store.claim_outbox(time.time() + 60, limit=10, target="customer")
+    rows = parts.store.outbox.claim(time.time() + 60, limit=10, target="customer")
     assert [(r.user, r.payload["text"]) for r in rows] == [("o-cust", parts.kb.render("ops-reply", text="你好，已经处理了"))]
-    (message,) = parts.store.ticket_messages(ticket.id)
+    (message,) = parts.store.conversations.ticket_messages(ticket.id)
     assert (message.who, message.author) == ("ops", f"wecom:{OPS_MEMBER}")
 
 
@@ -76,7 +76,7 @@ def test_an_ops_member_resolves_with_done(app):
     ticket = customer_ticket(app)
     assert wecom_says(app, OPS_MEMBER, f"#{ticket.id} 完成") == parts.kb.render(
         "desk-status", action="resolve", outcome="queued", ticket=ticket.number)
-    assert parts.store.get_ticket(ticket.id).status == "resolved"
+    assert parts.store.tickets.get(ticket.id).status == "resolved"
     assert wecom_says(app, OPS_MEMBER, f"{ticket.number} 完成") == parts.kb.render(
         "desk-status", action="resolve", outcome="already-resolved", ticket=ticket.number)
 
@@ -95,5 +95,5 @@ def test_other_members_talk_to_the_bot(app):
     ticket = customer_ticket(app)
     assert wecom_says(app, STAFF, f"{ticket.number} 完成") != parts.kb.render(
         "desk-status", action="resolve", outcome="queued", ticket=ticket.number)
-    assert parts.store.get_ticket(ticket.id).status == "open"
+    assert parts.store.tickets.get(ticket.id).status == "open"
     assert wecom_says(app, STAFF, "你好") == parts.kb.chat_reply("greeting")

@@ -70,10 +70,10 @@ def media_downloader(config: Config, store: Store) -> Callable[[str, str], tuple
 
     clients = {}
     if config.wechat.app_secret:
-        clients["wechat"] = (CustomerService(config.wechat, store).client, config.wechat.http_timeout)
+        clients["wechat"] = (CustomerService(config.wechat, store.tokens).client, config.wechat.http_timeout)
     wc = config.wecom
     if wc and wc.corp_id and wc.secret and wc.agent_id:
-        clients["wecom"] = (WeComPush(wc, store).client, wc.http_timeout)
+        clients["wecom"] = (WeComPush(wc, store.tokens).client, wc.http_timeout)
     session = requests.Session()
 
     def download(channel: str, media_id: str) -> tuple[str, bytes]:

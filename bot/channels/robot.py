@@ -6,24 +6,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bot.outbox import DeliveryError
+
 log = logging.getLogger(__name__)
 
 MAX_MARKDOWN_BYTES = 4096
 TRUNCATED_NOTE = "…（已截断，见控制台）"
 RATE_LIMITED = 45009  # WeCom: api freq out of limit (20 msgs/min per robot)
 TAIL_SHARE = 4  # the kept last line (console link) may use at most 1/4 of the budget
-
-
-class DeliveryError(Exception):
-    """A message could not be delivered; `retryable` and `hold` tell the outbox what to do."""
-
-    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False):
-        """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
-        super().__init__(f"{code}: {message}" if code is not None else message)
-        self.retryable = retryable
-        self.code = code
-        self.message = message
-        self.hold = hold
 
 
 def _utf8_len(text: str) -> int:

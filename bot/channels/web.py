@@ -1,25 +1,46 @@
-"""Public HTTP endpoints: health, Prometheus metrics and the FAQ web pages."""
+"""Public HTTP endpoints: health, Prometheus metrics, the FAQ web pages and their screenshots."""
 from __future__ import annotations
 
 import logging
+import re
 import time
+from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, render_template, send_from_directory
 
+from bot.kb import IMAGE_FILE
 from bot.metrics import render_metrics
 
 log = logging.getLogger(__name__)
 
+STEP_LINE = re.compile(r"\s*(\d+)[.、．)]")
+IMAGE_MAX_AGE = 86400  # screenshots change rarely; a day of browser cache
+
+
+def answer_blocks(body: str, images: tuple[dict, ...], folder: Path) -> list[dict]:
+    """The answer's lines, each with the screenshots that illustrate it: an image goes under its
+    numbered `step`, else under the first line; a missing copy keeps its caption (`present`)."""
+    lines = [line for line in body.split("\n") if line.strip()] or [""]
+    blocks = [{"text": line, "images": []} for line in lines]
+    steps = {int(m.group(1)): i for i, line in enumerate(lines) if (m := STEP_LINE.match(line))}
+    for image in images:
+        shown = dict(image, present=bool(image["file"]) and (folder / image["file"]).is_file())
+        at = steps.get(image["step"], len(blocks) - 1) if image["step"] else 0
+        blocks[min(at, len(blocks) - 1)]["images"].append(shown)
+    return blocks
+
 
 def web_blueprint(parts) -> Blueprint:
-    """Blueprint with /healthz, /metrics and /answers/<id>."""
-    bp = Blueprint("web", __name__, template_folder="templates")
+    """Blueprint with /healthz, /metrics, /answers/<id>, /answers/images/<file> and /assets/."""
+    bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/assets")
+    images_dir = Path(parts.config.answers_dir) / "images"
 
     @bp.get("/healthz")
     def healthz():
         """200 when the store answers, 503 otherwise."""
         try:
-            parts.store.get_token("healthz", time.time())
+            parts.store.tokens.get("healthz", time.time())
         except Exception:  # noqa: BLE001 - any store failure means unhealthy
             log.exception("healthz: store unavailable")
             return {"status": "error", "store": "unavailable"}, 503
@@ -33,11 +54,18 @@ def web_blueprint(parts) -> Blueprint:
 
     @bp.get("/answers/<answer_id>")
     def answer_page(answer_id: str):
-        """An FAQ answer as a web page, with its screenshots."""
+        """An FAQ answer as a web page, screenshots next to the steps they illustrate."""
         intent = parts.kb.intents.get(answer_id)
         if intent is None or intent.kind != "faq":
             abort(404)
-        body = parts.kb.render(answer_id)
-        return render_template("answer.html", intent=intent, paragraphs=body.split("\n"))
+        blocks = answer_blocks(parts.kb.render(answer_id), intent.images, images_dir)
+        return render_template("answer.html", intent=intent, blocks=blocks)
+
+    @bp.get("/answers/images/<name>")
+    def answer_image(name: str):
+        """A screenshot from the project's own copy in answers/images/ (never a third-party CDN)."""
+        if not IMAGE_FILE.fullmatch(name):
+            abort(404)
+        return send_from_directory(images_dir, name, max_age=IMAGE_MAX_AGE)
 
     return bp

@@ -11,11 +11,11 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
-from bot.channels.robot import DeliveryError
 from bot.config import WeChatConfig
+from bot.outbox import DeliveryError
 
 if TYPE_CHECKING:
-    from bot.store.base import Store
+    from bot.store.base import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +41,26 @@ def mask(value: str) -> str:
 
 
 class StoreTokenStorage(SessionStorage):
-    """wechatpy SessionStorage over Store.get_token/put_token; a token reads as gone `early` s before expiry."""
+    """wechatpy SessionStorage over the store's Tokens; a token reads as gone `early` s before expiry."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time, early: float = REFRESH_EARLY):
-        """Wrap `store`; `clock` gives epoch seconds."""
-        self.store = store
+    def __init__(self, tokens: Tokens, clock: Callable[[], float] = time.time, early: float = REFRESH_EARLY):
+        """Wrap `tokens`; `clock` gives epoch seconds."""
+        self.tokens = tokens
         self.clock = clock
         self.early = early
 
     def get(self, key, default=None):
         """The token if it stays valid for at least `early` seconds, else `default`."""
-        return self.store.get_token(key, self.clock() + self.early) or default
+        return self.tokens.get(key, self.clock() + self.early) or default
 
     def set(self, key, value, ttl=None):
         """Share the token with every worker until it expires."""
         if value:
-            self.store.put_token(key, value, self.clock() + float(ttl or DEFAULT_TOKEN_TTL))
+            self.tokens.put(key, value, self.clock() + float(ttl or DEFAULT_TOKEN_TTL))
 
     def delete(self, key):
         """Invalidate the token for every worker."""
-        self.store.put_token(key, "", 0.0)
+        self.tokens.put(key, "", 0.0)
 
 
 class _Client(WeChatClient):
@@ -109,10 +109,10 @@ class CustomerService:
     CHANNEL = "wechat"
     SEND_PATH = "message/custom/send"
 
-    def __init__(self, cfg: WeChatConfig, store: Store, clock: Callable[[], float] = time.time):
-        """One wechatpy client whose access token lives in `store`, shared with other workers."""
+    def __init__(self, cfg: WeChatConfig, tokens: Tokens, clock: Callable[[], float] = time.time):
+        """One wechatpy client whose access token lives in `tokens`, shared with other workers."""
         self.cfg = cfg
-        self.client = self._make_client(cfg, StoreTokenStorage(store, clock))
+        self.client = self._make_client(cfg, StoreTokenStorage(tokens, clock))
 
     def send_text(self, to: str, text: str) -> None:
         """Send `text` to the user `to`; on a rejected token refresh it once and retry."""

@@ -16,12 +16,12 @@ import requests
 from wechatpy.enterprise import WeChatClient as WeComClient
 from wechatpy.exceptions import WeChatClientException
 
-from bot.channels.robot import DeliveryError
 from bot.channels.wechat_api import CustomerService, StoreTokenStorage, _Client, mask
 from bot.config import ConfigError, WeComConfig
+from bot.outbox import DeliveryError
 
 if TYPE_CHECKING:
-    from bot.store.base import Store
+    from bot.store.base import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,12 @@ class WeComPush(CustomerService):
     CHANNEL = "wecom"
     SEND_PATH = "message/send"
 
-    def __init__(self, cfg: WeComConfig, store: Store, clock: Callable[[], float] = time.time):
-        """One wechatpy WeCom client whose access token lives in `store`; AgentId checked first."""
+    def __init__(self, cfg: WeComConfig, tokens: Tokens, clock: Callable[[], float] = time.time):
+        """One wechatpy WeCom client whose access token lives in `tokens`; AgentId checked first."""
         if not AGENT_ID.fullmatch(cfg.agent_id):
             raise ConfigError(f"[wecom] agent_id must be the app's numeric AgentId, got {cfg.agent_id!r}")
         self.agent_id = int(cfg.agent_id)
-        super().__init__(cfg, store, clock)
+        super().__init__(cfg, tokens, clock)
 
     def _make_client(self, cfg: WeComConfig, storage: StoreTokenStorage) -> WeComClient:
         """wechatpy's WeCom client with the shared token and the configured timeout."""

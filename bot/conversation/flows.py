@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from bot.conversation.recognise import pick_choice
 from bot.conversation.turn import Result, Turn
-from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogHit,
+from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogClarified, LogHit,
                        LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage)
 from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id
 
@@ -113,7 +113,7 @@ def clarify(turn: Turn, candidates) -> Result:
     choices = tuple(intent_id for intent_id, _score in candidates[:2])
     options = [turn.kb.intents[c].title for c in choices]
     new = replace(turn.state, stage=Stage.AWAITING_CHOICE, choices=choices, question=turn.text)
-    return new, [turn.say("clarify", options=options)]
+    return new, [LogClarified(turn.text), turn.say("clarify", options=options)]
 
 
 def picked(turn: Turn) -> Result | None:

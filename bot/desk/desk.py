@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from bot.kb import KnowledgeBase
 from bot.model import Ticket, TicketView
+from bot.store.base import Conversations, Outbox, Store, Tickets, TurnWriter
 from bot.tickets import customer_message, ops_notification, ops_update, update_line
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,27 @@ class TicketDesk:
     """
 
     kb: KnowledgeBase
-    store: object
+    tickets: Tickets
+    outbox: Outbox
+    conversations: Conversations
+    recent_lines: Callable[[str, int], list[dict]]  # (user, n) → their last transcript lines
     public_url: str = ""
     ops_enabled: bool = True
     push_channels: frozenset[str] = frozenset({"wechat", "wecom"})
     wecom_ops: bool = False
     clock: Callable[[], float] = time.time
     fetch_media: Callable[[str, str], tuple[str, bytes]] | None = None  # (channel, media_id) → file
-    _recent: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, kb: KnowledgeBase, store: Store, public_url: str = "", ops_enabled: bool = True,
+           **options) -> "TicketDesk":
+        """A desk on the store's parts."""
+        return cls(kb, store.tickets, store.outbox, store.conversations, store.turns.recent_messages,
+                   public_url, ops_enabled, **options)
+
+    def within(self, tx: TurnWriter) -> "TicketDesk":
+        """The same desk working inside a message's open transaction."""
+        return replace(self, tickets=tx.tickets, outbox=tx.outbox, conversations=tx.conversations)
 
     # -- from the customer's side (the service's performers) --------------------------------
 
@@ -61,7 +75,7 @@ class TicketDesk:
             if not self.ops_enabled:
                 return []
             return [ops_notification(self.kb, saved, self.public_url, transcript, self.wecom_ops)]
-        ticket, how = self.store.open_or_join(draft, source_key, notify)
+        ticket, how = self.conversations.open_or_join(draft, source_key, notify)
         if how == "joined":
             self._customer_line(ticket, draft.words, draft.created_at, source_key)
         return ticket, how
@@ -85,7 +99,7 @@ class TicketDesk:
         note = self.kb.render("desk-note", event=f"ended-{reason}", title="")
         self._line(ticket, "note", "bot", note, now)
         if reason == "customer":
-            self.store.resolve_ticket(ticket.id, now, [])
+            self.tickets.resolve(ticket.id, now, [])
         return ticket
 
     def attach_image(self, user: str, channel: str, media_id: str, pic_url: str, about: str,
@@ -95,7 +109,7 @@ class TicketDesk:
         ticket = self.ticket_about(user, about, now) or self.recent_ticket(user, now)
         if ticket is None:
             return None
-        ticket, attachment_id, reopened = self.store.attach_media(ticket.id, media_id, pic_url, channel, now)
+        ticket, attachment_id, reopened = self.conversations.attach_media(ticket.id, media_id, pic_url, channel, now)
         if self.ops_enabled:
             note = self.kb.render("desk-note", event="image", title="")
             line = update_line("customer", note, now, self.attachment_url(attachment_id))
@@ -104,10 +118,10 @@ class TicketDesk:
 
     # -- from ops' side (console, CLI, WeCom app) ---------------------------------------------
 
-    def resolve(self, ticket_id: int, now: float | None = None, by: str = "") -> Outcome:
+    def resolve(self, ticket_id: int, now: float | None = None, actor: str = "") -> Outcome:
         """Mark done and send the customer the FAQ's `done` text; says if it was done already."""
         now = now or self.clock()
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return self._outcome(None, "resolve", "unknown", f"#{ticket_id}")
         if ticket.status == "resolved":
@@ -115,35 +129,39 @@ class TicketDesk:
         done = self.kb.part(ticket.intent, "handoff.done", ticket=ticket.number, tax_id=ticket.tax_id)
         text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id, done=done)
         held = self._must_hold(ticket, now)
-        resolved = self.store.resolve_with_message(ticket_id, now, by or "ops", text,
+        resolved = self.conversations.resolve_with_message(ticket_id, now, actor or "ops", text,
                                                    [customer_message(ticket, text, held)])
         if resolved is None:  # another ops member was quicker
             return self._outcome(ticket, "resolve", "already-resolved")
         return self._outcome(resolved, "resolve", "held" if held else "queued")
 
-    def reply(self, ticket_id: int, text: str, now: float | None = None, by: str = "") -> Outcome:
+    def reply(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Outcome:
         """Send the customer an ops reply (recorded with who sent it); held when it cannot go out now."""
         now = now or self.clock()
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return self._outcome(None, "reply", "unknown", f"#{ticket_id}")
         if not text.strip():
             return self._outcome(ticket, "reply", "empty")
         message = self.kb.render("ops-reply", text=text.strip())
         held = self._must_hold(ticket, now)
-        self.store.add_ticket_message(ticket_id, "ops", by or "ops", text.strip(), now,
+        self.conversations.add_ticket_message(ticket_id, "ops", actor or "ops", text.strip(), now,
                                       [customer_message(ticket, message, held)])
         return self._outcome(ticket, "reply", "held" if held else "queued")
 
-    def note(self, ticket_id: int, text: str, author: str, now: float | None = None) -> Outcome:
+    def note(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Outcome:
         """An internal note on a ticket (the customer never sees it)."""
-        ticket = self.store.get_ticket(ticket_id)
+        ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return self._outcome(None, "note", "unknown", f"#{ticket_id}")
         if not text.strip():
             return self._outcome(ticket, "note", "empty")
-        self.store.add_ticket_message(ticket_id, "note", author, text.strip(), now or self.clock())
+        self.conversations.add_ticket_message(ticket_id, "note", actor or "ops", text.strip(), now or self.clock())
         return self._outcome(ticket, "note", "noted")
+
+    def reopen(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
+        """Open a resolved ticket again; None if unknown."""
+        return self.tickets.reopen(ticket_id, now or self.clock(), actor=actor)
 
     def delivery_label(self, status: str) -> str:
         """What a message's delivery status means, for ops (sent / held / dead / pending)."""
@@ -153,24 +171,24 @@ class TicketDesk:
 
     def open_ticket_for(self, user: str, intent: str) -> Ticket | None:
         """The user's newest open ticket for `intent`."""
-        return next((t for t in self.store.list_tickets(status="open", user=user) if t.intent == intent), None)
+        return next((t for t in self.tickets.list(status="open", user=user) if t.intent == intent), None)
 
     def conversation_view(self, user: str, intent: str) -> TicketView:
         """What the dialogue needs to know about a live conversation's ticket."""
         ticket = self.open_ticket_for(user, intent)
         if ticket is None:
             return TicketView(open=False)
-        return TicketView(open=True, ops_at=self.store.last_ops_message_at(ticket.id))
+        return TicketView(open=True, ops_at=self.conversations.last_ops_message_at(ticket.id))
 
     def ticket_about(self, user: str, intent: str, now: float) -> Ticket | None:
         """The user's ticket for `intent`: open, else resolved within RECENT_TICKET_SECONDS."""
         if not intent:
             return None
-        return self._pick([t for t in self.store.list_tickets(user=user) if t.intent == intent], now)
+        return self._pick([t for t in self.tickets.list(user=user) if t.intent == intent], now)
 
     def recent_ticket(self, user: str, now: float) -> Ticket | None:
         """The user's newest open ticket, else one resolved within RECENT_TICKET_SECONDS."""
-        return self._pick(self.store.list_tickets(user=user), now)
+        return self._pick(self.tickets.list(user=user), now)
 
     @staticmethod
     def _pick(tickets: list[Ticket], now: float) -> Ticket | None:
@@ -189,7 +207,7 @@ class TicketDesk:
 
     def attachment(self, attachment_id: int) -> tuple[str, bytes] | None:
         """(content type, bytes) of an image: kept, or fetched now with the media API and kept."""
-        found = self.store.attachment_file(attachment_id)
+        found = self.conversations.attachment_file(attachment_id)
         if found is None:
             return None
         if found.data is not None:
@@ -204,9 +222,9 @@ class TicketDesk:
             content_type, data = self.fetch_media(channel, media_id)
         except Exception as exc:  # noqa: BLE001 - a failed download is retried when ops look
             log.warning("media: attachment %d not fetched: %s", attachment_id, exc)
-            self.store.attachment_fetch_failed(attachment_id, str(exc))
+            self.conversations.attachment_fetch_failed(attachment_id, str(exc))
             return None
-        self.store.store_attachment_file(attachment_id, content_type, data, self.clock())
+        self.conversations.store_attachment_file(attachment_id, content_type, data, self.clock())
         log.info("media: attachment %d kept (%d bytes)", attachment_id, len(data))
         return content_type, data
 
@@ -214,7 +232,7 @@ class TicketDesk:
 
     def _customer_line(self, ticket: Ticket, text: str, now: float, source_key: str) -> bool:
         """The customer's words on the ticket and, coalesced, to ops; False for a retried message."""
-        saved = self.store.add_ticket_message(ticket.id, "customer", ticket.user, text, now,
+        saved = self.conversations.add_ticket_message(ticket.id, "customer", ticket.user, text, now,
                                               source_key=source_key or None)
         if saved is not None and self.ops_enabled:
             self._queue_update(ticket, update_line("customer", text, now), now)
@@ -222,7 +240,7 @@ class TicketDesk:
 
     def _line(self, ticket: Ticket, who: str, author: str, text: str, now: float) -> None:
         """A bot or note line on the ticket, also in the coalesced ops update."""
-        self.store.add_ticket_message(ticket.id, who, author, text, now)
+        self.conversations.add_ticket_message(ticket.id, who, author, text, now)
         if self.ops_enabled:
             self._queue_update(ticket, update_line(who, text, now), now)
 
@@ -231,13 +249,13 @@ class TicketDesk:
         def build(lines: list[dict]) -> dict:
             """The update's payload with every line so far."""
             return ops_update(self.kb, ticket, lines, self.public_url, self.wecom_ops, reopened)
-        self.store.coalesce_ops(ticket.id, line, build, now, COALESCE_SECONDS)
+        self.conversations.coalesce_ops(ticket.id, line, build, now, COALESCE_SECONDS)
 
     def _must_hold(self, ticket: Ticket, now: float) -> bool:
         """A customer message that cannot go out now: no push API for the channel, or 48 h passed."""
         if ticket.channel not in self.push_channels:
             return True
-        last_in = max((m["at"] for m in self.store.recent_messages(ticket.user, 20)
+        last_in = max((m["at"] for m in self.recent_lines(ticket.user, 20)
                        if m["direction"] == "in"), default=None)
         return ticket.channel == "wechat" and last_in is not None and now - last_in > CUSTOMER_WINDOW_SECONDS
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from bot.desk.desk import TicketDesk
 from bot.model import Inbound
+from bot.store.base import TurnRecord
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +47,23 @@ class WeComOps:
             return self.handle(inbound)
         if inbound.kind == "event":
             return None
-        key = f"{inbound.channel}:ops:{inbound.msg_id}"
-        claim = self.store.claim_message(key, self.clock(), CLAIM_LEASE_SECONDS) if inbound.msg_id else None
-        if claim is not None and claim.status != "new":
-            return claim.reply or None  # a retry: the command already ran
-        reply = self._command(inbound)
-        if claim is not None:
-            self.store.finish_message(key, reply, self.clock())
-        return reply
+        key = f"{inbound.channel}:ops:{inbound.msg_id}" if inbound.msg_id else ""
+        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+            if turn.status != "new":
+                return turn.reply or None  # a retry: the command ran (or runs) once
+            return turn.commit(lambda tx: TurnRecord(reply=self._command(inbound, self.desk.within(tx))))
 
-    def _command(self, inbound: Inbound) -> str:
-        """Run one ops command; the usage text when it is not one."""
+    def _command(self, inbound: Inbound, desk: TicketDesk) -> str:
+        """Run one ops command in the message's transaction; the usage text when it is not one."""
         parsed = parse(inbound.text) if inbound.kind == "text" else None
         if parsed is None:
-            return self.desk.kb.render("ops-usage")
+            return desk.kb.render("ops-usage")
         ticket_id, rest = parsed
-        by = f"wecom:{inbound.user}"
+        actor = f"wecom:{inbound.user}"
         if rest.lower() in DONE:
-            outcome = self.desk.resolve(ticket_id, self.clock(), by=by)
+            outcome = desk.resolve(ticket_id, self.clock(), actor=actor)
         else:
-            outcome = self.desk.reply(ticket_id, rest, self.clock(), by=by)
+            outcome = desk.reply(ticket_id, rest, self.clock(), actor=actor)
         log.info("wecom ops: %s %s ticket %d: %s", inbound.user, "resolved" if rest.lower() in DONE else "replied to",
                  ticket_id, outcome.outcome)
         return outcome.line

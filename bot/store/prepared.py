@@ -1,18 +1,17 @@
-"""The per-message hot path of SqlStore as statements compiled once per dialect.
+"""The per-message hot path of the SQL store as statements compiled once per dialect.
 
 Building and compiling a SQLAlchemy Core statement costs more than running it on SQLite; these
 statements are compiled when the store opens and run on the transaction's DB-API cursor, so a
-message costs two transactions of plain SQL (claim + load, then everything it writes). Only JSON needs care: no bind/result processors
-run here, so session state is serialised by hand and parsed from text or a decoded value.
+message costs one read and one write transaction of plain SQL. Only JSON needs care: no
+bind/result processors run here, so session state goes through bot/store/codec.py both ways.
 """
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -98,30 +97,31 @@ def held_where(user) -> tuple:
 
 
 class HotPath:
-    """Compiled statements for claim, load_turn and finish_turn."""
+    """Compiled statements of one message's read and write (see bot/store/sql_turns.py)."""
 
     def __init__(self, dialect):
         """Compile every hot-path statement for this dialect."""
         make_insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
-        key, user = bindparam("key"), bindparam("user")
+        key, user, now = bindparam("key"), bindparam("user"), bindparam("now")
+        tax_id = select(users.c.tax_id).where(users.c.user == user).scalar_subquery()
         statements = {
-            "claim": make_insert(messages).values(key=key, status="claimed", claimed_at=bindparam("now"))
-            .on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key),
-            "claimed": select(messages.c.status, messages.c.reply, messages.c.claimed_at)
-            .where(messages.c.key == key),
-            "take_over": update(messages).where(messages.c.key == key, messages.c.status == "claimed",
-                                                messages.c.claimed_at == bindparam("old"))
-            .values(claimed_at=bindparam("now")),
             "load": select(select(sessions.c.state).where(sessions.c.user == user).scalar_subquery(),
-                           select(users.c.tax_id).where(users.c.user == user).scalar_subquery(),
-                           exists().where(*held_where(user))),
+                           tax_id, exists().where(*held_where(user)),
+                           select(messages.c.reply).where(messages.c.key == key,
+                                                          messages.c.status == "done").scalar_subquery()),
+            "load_user": select(tax_id, exists().where(*held_where(user))),
+            "claim": make_insert(messages).values(key=key, status="claimed", claimed_at=now)
+            .on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key),
+            "claimed": select(messages.c.status, messages.c.reply).where(messages.c.key == key),
+            "finish": _upsert(make_insert, messages, "key", ("status", "reply", "done_at")),
             "transcript": insert(transcript).values(user=user, direction=bindparam("direction"),
                                                     text=bindparam("text"), at=bindparam("at")),
             "hit": insert(hits).values(intent=bindparam("intent"), at=bindparam("at")),
             "unanswered": insert(unanswered).values(user=user, text=bindparam("text"), at=bindparam("at")),
             "save_session": _upsert(make_insert, sessions, "user", ("state", "updated_at")),
             "end_session": delete(sessions).where(sessions.c.user == user),
-            "finish": _upsert(make_insert, messages, "key", ("status", "reply", "done_at")),
+            "remember": _upsert(make_insert, users, "user", ("tax_id", "updated_at")),
+            "forget": delete(users).where(users.c.user == user),
         }
         self.sql = {name: Prepared(stmt, dialect) for name, stmt in statements.items()}
 
@@ -131,19 +131,3 @@ class HotPath:
             return self.__dict__["sql"][name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-def state_value(raw) -> dict | None:
-    """Session state as stored: JSON text (SQLite) or an already decoded value (psycopg)."""
-    if raw is None or isinstance(raw, dict):
-        return raw
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def state_text(state: dict) -> str:
-    """Session state serialised for the JSON column."""
-    return json.dumps(state, ensure_ascii=False)

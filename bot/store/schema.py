@@ -1,10 +1,9 @@
-"""Tables and engine set-up for SqlStore (SQLite and PostgreSQL)."""
+"""Tables and engine set-up for the SQL store (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import functools
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import (
@@ -13,7 +12,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from bot.model import Session
 from bot.store.base import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,8 @@ tickets = Table(
     Column("source_key", String, nullable=False, unique=True), _t("created_at"), _t("resolved_at"))
 ticket_events = Table("ticket_events", metadata, Column("id", Integer, primary_key=True),
                       Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
-                      _t("at"), Column("kind", String), Column("detail", Text))
+                      _t("at"), Column("kind", String), Column("detail", Text),
+                      Column("actor", String))  # who: an operator, "cli:…", "wecom:…"; NULL = bot/customer
 attachments = Table("attachments", metadata, Column("id", Integer, primary_key=True),
                     Column("ticket_id", ForeignKey("tickets.id"), nullable=False, index=True),
                     Column("media", Text, nullable=False), _t("at"))
@@ -63,23 +62,6 @@ hits = Table("hits", metadata, Column("id", Integer, primary_key=True),
              Column("intent", String, nullable=False), _t("at"))
 tokens = Table("tokens", metadata, Column("name", String, primary_key=True),
                Column("value", Text, nullable=False), _t("expires_at"))
-
-
-def session_from_state(state: dict | None, tax_id: str) -> Session:
-    """Rebuild a Session from stored JSON plus the remembered tax ID; bad state starts afresh."""
-    try:
-        session = Session.from_dict(state)
-    except (ValueError, TypeError, AttributeError):
-        log.warning("store: unreadable session state dropped: %.200r", state)
-        session = Session()
-    return replace(session, tax_id=tax_id or "")
-
-
-def session_state(session: Session) -> dict:
-    """The JSON-safe state to persist: everything but the tax ID (users table)."""
-    data = session.to_dict()
-    data.pop("tax_id", None)
-    return data
 
 
 def outbox_row(row) -> OutboxRow:

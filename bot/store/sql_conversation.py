@@ -9,13 +9,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import (Column, ForeignKey, Integer, LargeBinary, String, Table, Text, func, insert,
                         select, update)
 
 from bot.model import Ticket
+from bot.store.base import OutboxRows
 from bot.store.schema import _t, attachments, metadata, outbox_table, tickets
+from bot.store.sql_desk import _event, create_ticket, queue_rows, select_tickets
+
+if TYPE_CHECKING:
+    from bot.store.sql import Db
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +86,38 @@ def _need_key(user: str, intent: str, tax_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-class ConversationTables:
-    """Mixin for SqlStore (with TicketTables): conversations on tickets."""
+class SqlConversations:
+    """Conversations on tickets (the Conversations part) on one SQL database."""
+
+    def __init__(self, db: Db):
+        """Conversations of `db` (a bound Db: inside its open transaction)."""
+        self.db = db
+
+    def _tx(self, write: bool = False):
+        """A transaction of the database (the open one when bound)."""
+        return self.db.tx(write=write)
 
     def _lock2(self, conn, kind: int, key: int) -> None:
         """PostgreSQL: a transaction-scoped advisory lock (kind, key); SQLite's writer lock suffices."""
-        if self.dialect == "postgresql":
+        if self.db.dialect == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(kind, key)))
 
-    def open_or_join(self, ticket: Ticket, source_key: str,
-                     outbox: Callable[[Ticket], list[dict]]) -> tuple[Ticket, str]:
+    @staticmethod
+    def _tickets(conn, *where, order=True) -> list[Ticket]:
+        """Tickets matching `where`, newest first."""
+        return select_tickets(conn, *where, order=order)
+
+    @staticmethod
+    def _queue(conn, rows, ticket_id, user, now) -> list[int]:
+        """Queue outbox rows on the open transaction."""
+        return queue_rows(conn, rows, ticket_id, user, now)
+
+    @staticmethod
+    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
+        """Append a ticket event."""
+        _event(conn, ticket_id, at, kind, detail, actor)
+
+    def open_or_join(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, str]:
         """A new ticket with its outbox rows ("created"), the ticket this very message opened before
         ("retry"), or the user's open ticket for the same need — intent and tax ID ("joined")."""
         with self._tx(write=True) as conn:
@@ -102,7 +129,7 @@ class ConversationTables:
                                  tickets.c.tax_id == ticket.tax_id, tickets.c.status != "resolved")
             if same:
                 return same[0], "joined"
-            created, _ = self._create(conn, ticket, source_key, outbox)
+            created, _ = create_ticket(self.db, conn, ticket, source_key, outbox)
         return created, "created"
 
     def resolve_with_message(self, ticket_id: int, now: float, author: str, text: str,
@@ -114,7 +141,7 @@ class ConversationTables:
                                    .values(status="resolved", resolved_at=now)).rowcount
             if not changed:
                 return None
-            self._event(conn, ticket_id, now, "resolved", author)
+            self._event(conn, ticket_id, now, "resolved", "", author)
             self._message(conn, ticket_id, "bot", author, text, now, outbox, None)
             return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
 
@@ -137,6 +164,8 @@ class ConversationTables:
         new_id = conn.execute(insert(ticket_messages).values(
             ticket_id=ticket_id, at=now, who=who, author=author, text=text, outbox_id=linked,
             source_key=source_key).returning(ticket_messages.c.id)).scalar_one()
+        if who in ("ops", "note"):  # the ticket's history says who answered or noted what
+            self._event(conn, ticket_id, now, "replied" if who == "ops" else "note", text, author)
         status = next((row.get("status", "pending") for row in outbox if row["target"] == "customer"), "")
         return TicketMessage(new_id, ticket_id, now, who, author, text, status)
 
@@ -232,8 +261,3 @@ class ConversationTables:
                          .values(error=error[:500]))
 
 
-CONVERSATION_METHODS = (
-    "open_or_join", "resolve_with_message", "add_ticket_message", "ticket_messages", "last_ops_message_at", "coalesce_ops",
-    "attach_media", "ticket_attachments", "attachment_file", "store_attachment_file",
-    "attachment_fetch_failed",
-)

@@ -8,34 +8,33 @@ refuses the request anyway.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Column, Double, String, Table, delete, select, update
 
 from bot.store.schema import metadata
+
+if TYPE_CHECKING:
+    import redis
+
+    from bot.store.sql import Db
 
 stamps = Table("stamps", metadata, Column("stamp", String, primary_key=True),
                Column("digest", String, nullable=False), Column("expires_at", Double, nullable=False))
 
 
-class ReplayCache:
-    """The contract: remember a stamp for a message digest, atomically across workers."""
+class SqlStamps:
+    """ReplayCache in the stamps table."""
 
-    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
-        """Record `stamp` for `digest` unless a live entry exists; the digest it was first used for."""
-        raise NotImplementedError
-
-    def purge_stamps(self, now: float) -> int:
-        """Drop entries that expired before `now`; how many."""
-        raise NotImplementedError
-
-
-class SqlStamps(ReplayCache):
-    """ReplayCache on SqlStore's database (mixed into SqlStore: uses its `_tx` and `_insert`)."""
+    def __init__(self, db: Db):
+        """Stamps of `db`."""
+        self.db = db
 
     def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
         """INSERT … ON CONFLICT DO NOTHING; an expired entry is taken over."""
-        insert_new = (self._insert(stamps).values(stamp=stamp, digest=digest, expires_at=expires_at)
+        insert_new = (self.db.insert(stamps).values(stamp=stamp, digest=digest, expires_at=expires_at)
                       .on_conflict_do_nothing(index_elements=["stamp"]).returning(stamps.c.stamp))
-        with self._tx(write=True) as conn:
+        with self.db.tx(write=True) as conn:
             if conn.execute(insert_new).first() is not None:
                 return digest
             first, until = conn.execute(select(stamps.c.digest, stamps.c.expires_at)
@@ -48,7 +47,7 @@ class SqlStamps(ReplayCache):
 
     def purge_stamps(self, now: float) -> int:
         """Delete expired entries."""
-        with self._tx(write=True) as conn:
+        with self.db.tx(write=True) as conn:
             return conn.execute(delete(stamps).where(stamps.c.expires_at < now)).rowcount
 
 
@@ -63,15 +62,18 @@ return ARGV[1]
 """
 
 
-class RedisStamps(ReplayCache):
-    """ReplayCache in Redis (mixed into RedisState: uses its `redis` and `_key`); Redis expires entries."""
+class RedisStamps:
+    """ReplayCache in Redis; Redis expires entries."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        """Stamps under `prefix`."""
+        self.prefix = prefix
+        self._remember = client.register_script(REMEMBER_SCRIPT)
 
     def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
         """One atomic script: the live entry's digest, or ours when there was none."""
         ttl = max(1, int(expires_at - now) + 1)
-        script = self.__dict__.get("_remember") or self.__dict__.setdefault(
-            "_remember", self.redis.register_script(REMEMBER_SCRIPT))
-        return script(keys=[self._key("stamp", stamp)], args=[digest, repr(expires_at), repr(now), ttl])
+        return self._remember(keys=[f"{self.prefix}stamp:{stamp}"], args=[digest, repr(expires_at), repr(now), ttl])
 
     def purge_stamps(self, now: float) -> int:
         """Nothing to do: Redis expires entries itself."""

@@ -13,7 +13,7 @@ from bot.config import Config, load_config
 from bot.conversation import Conversation, Limits
 from bot.desk import TicketDesk
 from bot.kb import KnowledgeBase, load_kb
-from bot.matcher import attach_matcher
+from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
 from bot.store import Store, open_store
 

@@ -35,7 +35,7 @@ def check_answers(folder: str | Path) -> list[str]:
     problems += _check_flows(kb)
     problems += _check_reply_length(kb)
     problems += _check_required(kb, Path(folder))
-    return problems
+    return problems or _check_needs(kb)  # a folder with other problems is not worth matching
 
 
 def _load_problems(folder: str | Path) -> list[str]:
@@ -221,4 +221,22 @@ def _check_reply_length(kb: KnowledgeBase) -> list[str]:
             problems.append(f"{path}:{start}: the reply before the tax-ID ask is {len(text)} characters, "
                             f"over {MAX_CHARS_BEFORE_ASK}: keep what to do now in `reply` and the rest "
                             "in the body (the answer page)")
+    return problems
+
+
+def _check_needs(kb: KnowledgeBase) -> list[str]:
+    """An intent's own question or similar question that its `needs` do not recognise as it."""
+    from bot.understanding.matcher import attach_matcher
+
+    if not any(i.needs or i.follow_ups for i in kb.intents.values()):
+        return []
+    matcher = attach_matcher(kb).matcher
+    problems = []
+    for intent in kb.intents.values():
+        if not (intent.needs or intent.follow_ups):
+            continue
+        for phrase in (intent.question, *intent.similar):
+            if not matcher.states_need(phrase, intent.id):
+                problems.append(f"{intent.path}:{_line_of(intent.path, phrase)}: question '{phrase}' is not "
+                                f"recognised as '{intent.id}' by its needs; see python -m bot explain")
     return problems

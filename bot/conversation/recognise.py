@@ -5,7 +5,7 @@ None. The dialogue calls nothing else to recognise commands, so this module can 
 (bot/understanding/) without touching a stage handler. Names: human, status, cancel, forget, help,
 confirm, still-missing, resolved, leave.
 
-Today's rules, on the cleaned text (bot.textnorm.clean: NFKC, simplified, lower-case,
+Today's rules, on the cleaned text (bot.understanding.textnorm.clean: NFKC, simplified, lower-case,
 letters/digits only): a command matches when the text is one of its phrases, or contains one and
 is at most SHORT_EXTRA characters longer ("查一下进度", "我要转人工"). 取消/算了 is exact outside a
 flow (so "取消发票" is a question) and uses the contains rule inside one. Confirming a remembered
@@ -27,7 +27,7 @@ import re
 from typing import Callable
 
 from bot.model import Stage
-from bot.textnorm import clean
+from bot.understanding.textnorm import clean
 
 SHORT_EXTRA = 4
 HELP = ("帮助", "菜单", "help", "menu")

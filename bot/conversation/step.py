@@ -22,7 +22,7 @@ from bot.conversation import flows, human
 from bot.conversation.turn import Limits, On, Result, Turn, always, command, first, kind
 from bot.kb import KnowledgeBase
 from bot.model import Inbound, Session, Stage, TicketView
-from bot.textnorm import clean
+from bot.understanding.textnorm import clean
 
 UNSUPPORTED = ("location", "link", "video", "unknown", "file", "shortvideo")
 

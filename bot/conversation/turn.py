@@ -8,7 +8,7 @@ from bot.conversation.recognise import recognise
 from bot.kb import KnowledgeBase
 from bot.model import SESSION_TTL_SECONDS, Action, Inbound, Reply, Session, Stage, TicketView
 from bot.taxid import find_tax_id, remove_tax_id
-from bot.textnorm import clean
+from bot.understanding.textnorm import clean
 
 Result = tuple[Session, list[Action]]
 

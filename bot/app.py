@@ -40,7 +40,8 @@ def build_parts(config: Config, store: Store | None = None) -> Parts:
     store = store or open_store(config.storage)
     desk = TicketDesk.of(kb, store, public_url, config.ops is not None, push_channels=push_channels(config),
                          wecom_ops=bool(config.wecom and config.wecom.ops_users),
-                         fetch_media=MediaFetcher(config, store))
+                         fetch_media=MediaFetcher(config, store),
+                         coalesce_seconds=config.handoff.ops_update_seconds)
     conversation = Conversation(Limits(human_idle_seconds=config.handoff.idle_minutes * 60))
     service = BotService(kb, store, public_url, ops_enabled=config.ops is not None, desk=desk,
                          conversation=conversation)

@@ -10,8 +10,9 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta
 
-from bot.kb import (HANDOFF_REQUIRED, INTENT_VARS, PART_VARS, REPLY_LIMIT_BYTES, REQUIRED_INTENTS,
-                    TEXT_VARS, Intent, KBError, KnowledgeBase, load_kb, make_environment)
+from bot.kb import (REPLY_LIMIT_BYTES, REQUIRED_INTENTS, TEXT_VARS, Intent, KBError, KnowledgeBase, load_kb,
+                    make_environment)
+from bot.kb_flows import HANDOFF_REQUIRED, INTENT_VARS, PART_VARS
 
 LONGEST_TAX_ID = "1" * 17 + "X" + "01"  # 20 chars: the longest legacy taxpayer ID
 LONGEST_URL = "https://support.example-invoice-cloud.com/answers/" + "x" * 40

@@ -56,6 +56,7 @@ class HandoffConfig:
     """Live conversations with a person (human mode)."""
 
     idle_minutes: int = 60  # a live conversation nobody wrote in for this long goes back to the bot
+    ops_update_seconds: int = 30  # what customers write on a ticket reaches ops at most this often per ticket
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import frontmatter
 import jinja2
 import yaml
 
+from bot.kb_flows import intent_parts, parse_handoff, text_key
+
 REPLY_LIMIT_BYTES = 2048  # WeChat passive text reply limit (UTF-8)
 
 
@@ -58,8 +60,7 @@ class Intent:
         return (self.handoff or {}).get("label") or self.title
 
 
-# Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
-INTENT_VARS = {"tax_id": "", "answer_url": "https://example.invalid/answers/x"}
+# Variables each text of answers/texts/ receives (intent templates: bot.kb_flows).
 _OPS_LINK = {"console_url": "https://example.invalid/ops/tickets/1", "wecom": True}
 TEXT_VARS: dict[str, dict] = {
     "welcome": {},
@@ -93,19 +94,6 @@ TEXT_VARS: dict[str, dict] = {
 }
 REQUIRED_INTENTS = ("greeting", "thanks", "help", "human-agent")
 
-# Templates an FAQ's front matter may add, compiled as "<id>#<part>", with the variables each gets.
-_TICKET = {"ticket": "T000001", "tax_id": "91110108551385082Q"}
-PART_VARS: dict[str, dict] = {
-    "short": INTENT_VARS,
-    "reply": INTENT_VARS,
-    "handoff.customer": _TICKET | {"flagged": False},  # told when the ticket opens
-    "handoff.ops": _TICKET | {"words": "样例"},  # what ops must do
-    "handoff.done": _TICKET,  # sent to the customer when ops resolve the ticket
-    "handoff.still_missing": {},  # customer says it still fails after `done`: ask for a screenshot
-    "with_tax_id": {"tax_id": "91110108551385082Q"},  # then: cache_key, once the tax ID is known
-}
-HANDOFF_KEYS = ("label", "customer", "ops", "done", "still_missing")
-HANDOFF_REQUIRED = ("customer", "ops", "done")
 
 
 def make_environment() -> jinja2.Environment:
@@ -231,39 +219,12 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),
         collect=meta.get("collect"), then=meta.get("then"), kind=kind,
-        images=tuple(images), short=_text_key(meta, "short", where, problems), path=path,
-        body_line=_body_line(raw), reply=_text_key(meta, "reply", where, problems),
-        handoff=_handoff(meta.get("handoff"), where, problems),
-        with_tax_id=_text_key(meta, "with_tax_id", where, problems),
+        images=tuple(images), short=text_key(meta, "short", where, problems), path=path,
+        body_line=_body_line(raw), reply=text_key(meta, "reply", where, problems),
+        handoff=parse_handoff(meta.get("handoff"), where, problems),
+        with_tax_id=text_key(meta, "with_tax_id", where, problems),
     )
     return intent, post.content
-
-
-def _text_key(meta: dict, key: str, where: str, problems: list[str]) -> str | None:
-    """An optional front-matter template (a string), reporting anything else."""
-    value = meta.get(key)
-    if value is not None and not isinstance(value, str):
-        problems.append(f"{where}: {key} must be text (a template), not {type(value).__name__}")
-        return None
-    return value
-
-
-def _handoff(value, where: str, problems: list[str]) -> dict[str, str] | None:
-    """The `handoff:` mapping of texts (HANDOFF_KEYS), reporting unknown keys and non-text values."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        problems.append(f"{where}: handoff must be a mapping of {', '.join(HANDOFF_KEYS)}")
-        return None
-    unknown = sorted(set(map(str, value)) - set(HANDOFF_KEYS))
-    if unknown:
-        problems.append(f"{where}: unknown handoff key(s) {', '.join(unknown)} "
-                        f"(expected {', '.join(HANDOFF_KEYS)})")
-    texts = {k: v for k, v in value.items() if k in HANDOFF_KEYS}
-    bad = [k for k, v in texts.items() if not isinstance(v, str) or not v.strip()]
-    if bad:
-        problems.append(f"{where}: handoff {', '.join(bad)} must be non-empty text")
-    return {k: v for k, v in texts.items() if k not in bad}
 
 
 IMAGE_KEYS = {"file", "url", "caption", "step"}
@@ -348,13 +309,6 @@ class KnowledgeBase:
             return text
         # `check` reports an over-long answer without `short`; the reply is never cut mid-step
         return self.short_answer(intent_id, public_url, **variables) or text
-
-
-def intent_parts(intent: Intent) -> list[tuple[str, str]]:
-    """(part, template source) of every front-matter template of an intent (see PART_VARS)."""
-    parts = [("short", intent.short), ("reply", intent.reply), ("with_tax_id", intent.with_tax_id)]
-    parts += [(f"handoff.{key}", text) for key, text in (intent.handoff or {}).items() if key != "label"]
-    return [(part, source) for part, source in parts if source]
 
 
 def _compile(env, name, source, path, line, problems, templates, sources) -> None:

@@ -6,7 +6,7 @@ from typing import Callable
 
 from bot.conversation.recognise import recognise
 from bot.kb import KnowledgeBase
-from bot.model import SESSION_TTL_SECONDS, Action, Inbound, Reply, Session, Stage, TicketView
+from bot.model import SESSION_TTL_SECONDS, Action, Inbound, Reply, Session, TicketView
 from bot.taxid import find_tax_id, remove_tax_id
 from bot.understanding.textnorm import clean
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 RECENT_TICKET_SECONDS = 7 * 24 * 3600  # an image within a week of a resolved ticket reopens it
 CUSTOMER_WINDOW_SECONDS = 48 * 3600  # WeChat accepts customer-service messages this long after theirs
-COALESCE_SECONDS = 30.0  # ops updates of one ticket wait this long for more lines: ≤ 2/min per ticket
+COALESCE_SECONDS = 30.0  # default [handoff] ops_update_seconds: ≤ 2 updates/min per ticket (robot: 20/min)
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class TicketDesk:
     wecom_ops: bool = False
     clock: Callable[[], float] = time.time
     fetch_media: Callable[[str, str], tuple[str, bytes]] | None = None  # (channel, media_id) → file
+    coalesce_seconds: float = COALESCE_SECONDS  # an ops update waits this long for more lines
 
     @classmethod
     def of(cls, kb: KnowledgeBase, store: Store, public_url: str = "", ops_enabled: bool = True,
@@ -249,7 +250,7 @@ class TicketDesk:
         def build(lines: list[dict]) -> dict:
             """The update's payload with every line so far."""
             return ops_update(self.kb, ticket, lines, self.public_url, self.wecom_ops, reopened)
-        self.conversations.coalesce_ops(ticket.id, line, build, now, COALESCE_SECONDS)
+        self.conversations.coalesce_ops(ticket.id, line, build, now, self.coalesce_seconds)
 
     def _must_hold(self, ticket: Ticket, now: float) -> bool:
         """A customer message that cannot go out now: no push API for the channel, or 48 h passed."""

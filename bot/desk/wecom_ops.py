@@ -48,7 +48,7 @@ class WeComOps:
         if inbound.kind == "event":
             return None
         key = f"{inbound.channel}:ops:{inbound.msg_id}" if inbound.msg_id else ""
-        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS, inbound.stamp) as turn:
             if turn.status != "new":
                 return turn.reply or None  # a retry: the command ran (or runs) once
             return turn.commit(lambda tx: TurnRecord(reply=self._command(inbound, self.desk.within(tx))))

@@ -1,9 +1,9 @@
-"""The store contract: four small parts (turns, tickets, outbox, tokens), the replay cache, the report.
+"""The store contract: four small parts (turns, tickets, outbox, tokens) plus the authors' report.
 
 Every backend (SQLite, PostgreSQL, Redis in front of either) implements these protocols and
 passes the same contract tests (tests/test_store*.py). One message costs one write transaction:
-`Turns.turn` reads what the dialogue needs, `Turn.commit` runs the performers' writes, the
-dedupe record, state, transcript and analytics inside it.
+`Turns.turn` reads what the dialogue needs, `Turn.commit` runs the claim, the replay check of
+the delivery's timestamp+nonce, the performers' writes, state, transcript and analytics in it.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from bot.model import Session, Ticket
+from bot.model import Session, Stamp, Ticket
 
 if TYPE_CHECKING:
     from bot.store.console import ConsoleStore
+    from bot.store.sql_conversation import Attachment, AttachmentFile, TicketMessage
 
 CLAIM_LEASE_SECONDS = 4.0  # a claim older than this without a reply was lost (killed worker)
 OPS_PER_MINUTE = 20  # WeCom group robot limit
@@ -80,6 +81,49 @@ class Tickets(Protocol):
         else an operator's account name, "cli:<login>" …"""
 
 
+class Conversations(Protocol):
+    """What happens on a ticket: one open ticket per need, who wrote what (with each reply's delivery),
+    coalesced ops updates and the images customers sent (bytes kept). bot/store/sql_conversation.py."""
+
+    def open_or_join(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, str]:
+        """A new ticket ("created"), the one this message opened before ("retry"), or the user's open
+        ticket for the same intent and tax ID ("joined")."""
+
+    def add_ticket_message(self, ticket_id: int, who: str, author: str, text: str, now: float,
+                           outbox: list[dict] = (), source_key: str | None = None) -> TicketMessage | None:
+        """Record a line (customer | ops | bot | note) and queue its rows; None if source_key was seen."""
+
+    def ticket_messages(self, ticket_id: int) -> list[TicketMessage]:
+        """A ticket's conversation, oldest first, each line with its delivery status."""
+
+    def last_ops_message_at(self, ticket_id: int) -> float:
+        """When ops last wrote to the customer on the ticket (0.0: never)."""
+
+    def resolve_with_message(self, ticket_id: int, now: float, author: str, text: str,
+                             outbox: list[dict]) -> Ticket | None:
+        """Resolve and record + queue the customer's message at once; None if resolved already."""
+
+    def coalesce_ops(self, ticket_id: int, line: dict, build: Callable[[list[dict]], dict],
+                     now: float, delay: float) -> int:
+        """Add a line to the ticket's pending ops update (or queue one due in `delay` s); its row id."""
+
+    def attach_media(self, ticket_id: int, media_id: str, pic_url: str, channel: str,
+                     now: float) -> tuple[Ticket, int, bool]:
+        """Attach an image, reopening a resolved ticket: (ticket, attachment id, reopened)."""
+
+    def ticket_attachments(self, ticket_id: int) -> list[Attachment]:
+        """A ticket's images with whether their bytes are kept."""
+
+    def attachment_file(self, attachment_id: int) -> AttachmentFile | None:
+        """An image's bytes (when kept) and where to fetch them."""
+
+    def store_attachment_file(self, attachment_id: int, content_type: str, data: bytes, now: float) -> None:
+        """Keep an image's downloaded bytes."""
+
+    def attachment_fetch_failed(self, attachment_id: int, error: str) -> None:
+        """Note why an image could not be downloaded."""
+
+
 class Outbox(Protocol):
     """Durable delivery queue: claimed atomically, so any number of workers may deliver."""
 
@@ -114,6 +158,7 @@ class TurnWriter(Protocol):
 
     tickets: Tickets
     outbox: Outbox
+    conversations: Conversations
 
     def transcript(self, limit: int) -> list[dict]:
         """The user's last `limit` transcript lines, oldest first."""
@@ -138,16 +183,17 @@ class Turn(Protocol):
 class Turns(Protocol):
     """Dedupe of WeChat's retries, conversation state, transcript: one message at a time."""
 
-    def turn(self, key: str, user: str, now: float,
-             lease: float = CLAIM_LEASE_SECONDS) -> AbstractContextManager[Turn]:
+    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
+             stamp: Stamp | None = None) -> AbstractContextManager[Turn]:
         """Begin handling message `key` ("" = no dedupe) from `user`; a claim older than `lease`
-        without a reply (killed worker) is taken over."""
+        without a reply (killed worker) is taken over. `stamp` is good for this message only:
+        bot.model.Replay (here or at commit) when another message used it before it expired."""
 
     def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
         """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
 
-    def purge_messages(self, older_than: float) -> int:
-        """Forget dedupe records older than the given epoch time; how many."""
+    def purge(self, messages_before: float, now: float) -> int:
+        """Forget dedupe records older than `messages_before` and stamps expired at `now`; how many."""
 
 
 class Tokens(Protocol):
@@ -158,16 +204,6 @@ class Tokens(Protocol):
 
     def put(self, name: str, value: str, expires_at: float) -> None:
         """Cache a token until expires_at ("" invalidates it)."""
-
-
-class ReplayCache(Protocol):
-    """Which message first used a callback's timestamp+nonce, atomically across workers (bot/store/stamps.py)."""
-
-    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
-        """Record `stamp` for `digest` unless a live entry exists; the digest it was first used for."""
-
-    def purge_stamps(self, now: float) -> int:
-        """Drop entries that expired before `now`; how many."""
 
 
 class Reports(Protocol):
@@ -189,7 +225,7 @@ class Store:
     tickets: Tickets
     outbox: Outbox
     tokens: Tokens
-    stamps: ReplayCache
     reports: Reports
     close: Callable[[], None]
     console: ConsoleStore  # the ops console's parts (bot/store/console.py), in SQL
+    conversations: Conversations  # what happens on tickets (bot/store/sql_conversation.py), in SQL

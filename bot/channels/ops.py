@@ -82,7 +82,7 @@ def conversation(transcript: list[dict], events: list[dict]) -> list[dict]:
     """Chat bubbles: the customer's and the bot's lines plus ops replies, in time order."""
     bubbles = [{"side": "customer" if m["direction"] == "in" else "bot", "who": "", "text": m["text"],
                 "at": m["at"]} for m in transcript]
-    bubbles += [{"side": "ops", "who": e["actor"], "text": e["detail"], "at": e["at"]}
+    bubbles += [{"side": "ops", "who": actor_name(e["actor"]), "text": e["detail"], "at": e["at"]}
                 for e in events if e["kind"] == "replied"]
     return sorted(bubbles, key=lambda b: b["at"])
 
@@ -109,6 +109,19 @@ def _back(ticket_id: int, done: str):
     return redirect(url_for("ops.ticket", ticket_id=ticket_id, done=done), 303)
 
 
+def _actor() -> str:
+    """Who acts, for the ticket history: "console:<operator>"."""
+    return f"console:{g.operator}"
+
+
+def actor_name(actor: str) -> str:
+    """An event's actor in words: the operator's name, "命令行 root", "企业微信 zhang" ("" stays "")."""
+    where, _, name = actor.partition(":")
+    if not name:
+        return actor
+    return {"console": name, "cli": f"命令行 {name}", "wecom": f"企业微信 {name}"}.get(where, actor)
+
+
 def _text_field() -> str:
     """The posted text, trimmed to MAX_TEXT_CHARS."""
     return request.form.get("text", "").strip()[:MAX_TEXT_CHARS]
@@ -116,7 +129,7 @@ def _text_field() -> str:
 
 def resolve(ticket_id: int):
     """Mark done (after the confirm): the customer is told what to do next."""
-    if _parts().desk.resolve(ticket_id, actor=g.operator) is None:
+    if _parts().desk.resolve(ticket_id, actor=_actor()) is None:
         abort(404)
     log.info("ops console: %s resolved ticket %s", g.operator, ticket_id)
     return _back(ticket_id, "resolved")
@@ -124,7 +137,7 @@ def resolve(ticket_id: int):
 
 def reopen(ticket_id: int):
     """Open a resolved ticket again (after the confirm)."""
-    if _parts().desk.reopen(ticket_id, actor=g.operator) is None:
+    if _parts().desk.reopen(ticket_id, actor=_actor()) is None:
         abort(404)
     log.info("ops console: %s reopened ticket %s", g.operator, ticket_id)
     return _back(ticket_id, "reopened")
@@ -135,7 +148,7 @@ def reply(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    if _parts().desk.reply(ticket_id, text, actor=g.operator) is None:
+    if _parts().desk.reply(ticket_id, text, actor=_actor()) is None:
         abort(404)
     return _back(ticket_id, "replied")
 
@@ -145,7 +158,7 @@ def note(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    if _parts().desk.note(ticket_id, text, actor=g.operator) is None:
+    if _parts().desk.note(ticket_id, text, actor=_actor()) is None:
         abort(404)
     return _back(ticket_id, "noted")
 
@@ -168,6 +181,7 @@ def ops_blueprint(app, clock=time.time) -> Blueprint:
     bp.before_request(ops_session.load_session)
     bp.after_request(ops_session.add_headers)
     bp.add_app_template_filter(lambda at: local_text(at, _tz()), "when")
+    bp.add_app_template_filter(actor_name, "who")
     bp.app_context_processor(lambda: {"operator": g.get("operator", ""), "csrf": g.get("csrf", "")})
     for rule, view, methods in ROUTES:
         bp.add_url_rule(rule, view.__name__, view, methods=methods)

@@ -94,7 +94,9 @@ def outbox_worker(parts: Parts):
     if wecom is None and wc is not None:
         log.info("outbox: [wecom] lacks corp_id/secret/agent_id, WeCom follow-ups go out with the next reply")
     per_minute = ops.robot_per_minute if ops else 20
-    return OutboxWorker(parts.store, robot, customer, wecom=wecom, ops_per_minute=per_minute)
+    timeouts = [config.wechat.http_timeout] + [c.http_timeout for c in (ops, wc) if c is not None]
+    return OutboxWorker(parts.store, robot, customer, wecom=wecom, ops_per_minute=per_minute,
+                        lease=2 * max(timeouts) + 2)  # a send is over within two timeouts
 
 
 def _start_outbox(parts: Parts) -> None:

@@ -20,15 +20,29 @@ MEMORY_URL = "sqlite://"
 CONFIG_OPTIONAL = {"chat", "match", "check", "eval"}
 
 
+PRIVATE_UMASK = 0o077  # every file the bot creates (SQLite db, WAL, spool, lock) is 0600: tax IDs inside
+LOCAL_CONFIG = "config.toml"  # looked for in the current directory when --config is not given
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    """--config, else ./config.toml when it exists, else BOT_CONFIG (None when none is given)."""
+    given = getattr(args, "config", None)
+    if given:
+        return given
+    if os.path.isfile(LOCAL_CONFIG):
+        return LOCAL_CONFIG
+    return os.environ.get("BOT_CONFIG") or None
+
+
 def _config(args: argparse.Namespace) -> Config:
-    """Load --config / BOT_CONFIG; defaults (memory store) where the command allows none."""
-    path = getattr(args, "config", None) or os.environ.get("BOT_CONFIG")
+    """Load the config file (config_path); defaults (memory store) where the command allows none."""
+    path = config_path(args)
     if path:
         return load_config(path)
     if args.command in CONFIG_OPTIONAL:
         return replace(load_config(None), storage=StorageConfig(url=MEMORY_URL))
-    raise ConfigError(f"'{args.command}' needs a config: pass --config FILE or set BOT_CONFIG "
-                      "(start from config.example.toml)")
+    raise ConfigError(f"'{args.command}' needs a config: pass --config FILE, put a config.toml in "
+                      "this directory or set BOT_CONFIG (start from config.example.toml)")
 
 
 def _parts(args: argparse.Namespace):
@@ -42,7 +56,7 @@ def cmd_serve(args) -> int:
     """Run the production server."""
     from bot.serve import serve
 
-    return serve(_config(args), args.host, args.port, args.workers)
+    return serve(_config(args), args.host, args.port, args.workers, dev=args.dev)
 
 
 def cmd_chat(args) -> int:
@@ -193,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
+    serve.add_argument("--dev", action="store_true",
+                       help="trial run: allow the example token, loopback only")
     sub.add_parser("chat", parents=[common], help="talk to the bot in the terminal")
     match = sub.add_parser("match", parents=[common], help="stdin questions → JSON lines")
     match.add_argument("--json", action="store_true", help="JSON lines (the default output)")
@@ -226,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, turn known errors into clear messages."""
     args = build_parser().parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     default_level = "INFO" if args.command in ("serve", "worker") else "WARNING"
     logging.basicConfig(level=os.environ.get("BOT_LOG_LEVEL", default_level),
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")

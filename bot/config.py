@@ -89,6 +89,8 @@ class ServerConfig:
     workers: int = 2
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
+    metrics_token: str = ""  # GET /metrics needs "Authorization: Bearer <token>"; "" = loopback clients only
+    dev: bool = False  # allow the example/empty token (loopback only): a trial run, never production
     timezone: str = "Asia/Shanghai"  # times in the console and `report` (IANA name)
 
 

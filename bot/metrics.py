@@ -1,4 +1,5 @@
-"""Prometheus metrics computed from the shared store, so every worker reports the same figures."""
+"""Prometheus metrics from the shared store's cheap counts (bot.store.gauges), so every worker
+reports the same figures and a scrape costs the same at a million rows as at ten."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,21 +16,21 @@ class StoreCollector:
 
     def collect(self):
         """Yield the metric families."""
-        report = self.store.reports.report()
+        counts = self.store.reports.metric_counts()
         tickets = GaugeMetricFamily("bot_tickets", "Tickets by status", labels=["status"])
-        for status, count in sorted(report.get("tickets", {}).items()):
+        for status, count in sorted(counts["tickets"].items()):
             tickets.add_metric([status], count)
         yield tickets
-        outbox = GaugeMetricFamily("bot_outbox", "Outbox rows by target and status", labels=["target", "status"])
-        for key, count in sorted(report.get("outbox", {}).items()):
+        outbox = GaugeMetricFamily("bot_outbox", "Outbox rows by target and status (sent: all targets)",
+                                   labels=["target", "status"])
+        for key, count in sorted(counts["outbox"].items()):
             outbox.add_metric(key.split(":", 1), count)
         yield outbox
         hits = GaugeMetricFamily("bot_intent_hits", "Answered questions per intent", labels=["intent"])
-        for intent, count in sorted(report.get("hits", {}).items()):
+        for intent, count in sorted(counts["hits"].items()):
             hits.add_metric([intent], count)
         yield hits
-        unanswered = sum(row["count"] for row in report.get("unanswered", []))
-        yield GaugeMetricFamily("bot_unanswered", "Questions nothing answered", value=unanswered)
+        yield GaugeMetricFamily("bot_unanswered", "Questions nothing answered", value=counts["unanswered"])
 
 
 def render_metrics(store) -> tuple[bytes, str]:

@@ -1,17 +1,24 @@
 """Outbox worker: delivers ops notifications (WeCom robot) and customer messages (WeChat, WeCom app).
 
-Rows are claimed atomically from the store, so any number of workers may run; a failed row
-goes back to pending with exponential backoff, a closed customer window holds the row for
-the customer's next passive reply, and rows left in `sending` by a killed worker are requeued.
+Rows are claimed atomically from the store one at a time, right before they are sent, so any
+number of workers may run and a killed worker strands at most the one row it was sending: a row
+left `sending` longer than the lease (two client timeouts and a margin) is requeued by any worker.
+A failed row goes back to pending with exponential backoff; a closed customer window holds the row
+for the customer's next passive reply. A call that timed out waiting for the answer is "maybe
+delivered": it is tried once more after MAYBE_BACKOFF and then counted sent (last_error says
+so), and it never stops the rows behind it — a slow robot gets each message at most twice.
 Customer rows go out on the channel the customer wrote from (payload "channel": wechat | wecom).
 Logs name row ids and error codes, never payloads (ops markdown carries tax IDs).
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Callable
+
+import requests
 
 from bot.store.base import OPS_PER_MINUTE
 
@@ -25,7 +32,10 @@ log = logging.getLogger(__name__)
 
 BASE_BACKOFF = 5.0
 MAX_BACKOFF = 600.0
-STALE_SENDING = 60.0  # a row `sending` this long belongs to a dead worker
+DEFAULT_LEASE = 12.0  # a row `sending` this long belongs to a dead worker: 2 × the 5 s timeout + 2 s
+MAYBE_BACKOFF = 60.0  # seconds before the one retry of a maybe-delivered row
+MAYBE_LIMIT = 2  # a remote that never answers in time gets a message at most this many times
+MAYBE = re.compile(r"^maybe delivered x(\d+)")
 BATCH = 10
 GIVE_UP_AFTER = 144  # non-retryable failures (10 min apart: a day to fix the config) before a row is dead
 PURGE_EVERY = 3600.0  # seconds between clean-ups of processed-message keys
@@ -33,15 +43,29 @@ KEEP_MESSAGES = 2 * 24 * 3600.0  # WeChat retries within seconds; keep keys two 
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered; `retryable` and `hold` tell the outbox what to do."""
+    """A message could not be delivered; `retryable`, `hold` and `maybe` tell the outbox what to do.
 
-    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False):
+    `maybe`: the request went out but no answer came back in time (a read timeout), so the
+    remote may have taken it: the outbox retries such a row once, later, and never twice more.
+    """
+
+    def __init__(self, retryable: bool, code: int | None, message: str, hold: bool = False,
+                 maybe: bool = False):
         """Keep the outcome flags, the remote error code (None for transport errors) and a text."""
         super().__init__(f"{code}: {message}" if code is not None else message)
         self.retryable = retryable
         self.code = code
         self.message = message
         self.hold = hold
+        self.maybe = maybe
+
+
+def transport_error(exc: requests.RequestException, what: str) -> DeliveryError:
+    """A failed HTTP call: "maybe delivered" when it was sent but unanswered, else not delivered."""
+    if isinstance(exc, requests.ReadTimeout):
+        return DeliveryError(True, None, f"{what} did not answer in time (ReadTimeout): maybe delivered",
+                             maybe=True)
+    return DeliveryError(True, None, f"{what} unreachable: {type(exc).__name__}")
 
 
 def backoff(attempts: int) -> float:
@@ -69,7 +93,7 @@ class OutboxWorker:
     def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
                  clock: Callable[[], float] = time.time, *, wecom: WeComPush | None = None,
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
-                 give_up_after: int = GIVE_UP_AFTER):
+                 give_up_after: int = GIVE_UP_AFTER, lease: float = DEFAULT_LEASE):
         """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
         self.outbox, self.turns, self.stamps = store.outbox, store.turns, store.stamps
         self.robot = robot
@@ -79,26 +103,28 @@ class OutboxWorker:
         self.batch = batch
         self.ops_per_minute = ops_per_minute
         self.give_up_after = give_up_after
+        self.lease = lease
         self._purged_at = float("-inf")
 
     def run_once(self) -> int:
-        """Requeue stale rows, claim one batch and deliver it; returns the number of rows claimed."""
+        """Requeue stale rows, then claim and deliver up to `batch` rows one by one; how many."""
         now = self.clock()
         self._purge(now)
-        stale = self.outbox.requeue_stale(now - STALE_SENDING)
+        stale = self.outbox.requeue_stale(now - self.lease)
         if stale:
             log.warning("outbox: requeued %d row(s) left sending by a stopped worker", stale)
-        rows = self._claim(now)
         down: set[str] = set()
-        deadline = now + STALE_SENDING / 2
-        for row in rows:
-            if _lane(row) in down:
-                self._retry(row, "deferred: target unavailable", True)
-            elif self.clock() > deadline:  # finish before another worker thinks we died
-                self.outbox.retry(row.id, self.clock(), "deferred: batch too slow")
+        claimed = 0
+        while claimed < self.batch:
+            rows = self._claim(self.clock())
+            if not rows:
+                break
+            claimed += 1
+            if _lane(rows[0]) in down:
+                self._retry(rows[0], "deferred: target unavailable", True)
             else:
-                self._deliver(row, down)
-        return len(rows)
+                self._deliver(rows[0], down)
+        return claimed
 
     def _purge(self, now: float) -> None:
         """Now and then, drop processed-message keys older than KEEP_MESSAGES."""
@@ -111,9 +137,9 @@ class OutboxWorker:
             log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
 
     def _claim(self, now: float) -> list[OutboxRow]:
-        """Claim due customer rows, and ops rows only when there is a robot to send them."""
+        """Claim one due row: customer rows, and ops rows only when there is a robot to send them."""
         target = None if self.robot else "customer"
-        return self.outbox.claim(now, self.batch, target, ops_per_minute=self.ops_per_minute)
+        return self.outbox.claim(now, 1, target, ops_per_minute=self.ops_per_minute)
 
     def _deliver(self, row: OutboxRow, down: set[str]) -> None:
         """Send one row and record the outcome; a broken row never stops the batch."""
@@ -152,12 +178,28 @@ class OutboxWorker:
             self.outbox.hold(row.id, str(exc)[:500])
             log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
             return
+        if exc.maybe:
+            self._maybe_delivered(row, exc)
+            return
         if exc.retryable:  # outage, rate limit, busy: the next rows would fail the same way
             down.add(_lane(row))
         level = logging.WARNING if exc.retryable else logging.ERROR
         log.log(level, "outbox: row %d to %s failed (attempt %d): %s", row.id, row.target,
                 row.attempts + 1, exc)
         self._retry(row, str(exc)[:500], exc.retryable)
+
+    def _maybe_delivered(self, row: OutboxRow, exc: DeliveryError) -> None:
+        """Sent but unanswered: retry once after MAYBE_BACKOFF; after MAYBE_LIMIT, count it sent."""
+        times = maybe_count(row.last_error) + 1
+        note = f"maybe delivered x{times}: {exc}"[:500]
+        if times >= MAYBE_LIMIT:
+            log.warning("outbox: row %d to %s unanswered %d times; counted sent (maybe delivered)",
+                        row.id, row.target, times)
+            self.outbox.sent(row.id, self.clock(), note)
+            return
+        log.warning("outbox: row %d to %s unanswered (maybe delivered); one retry in %.0f s",
+                    row.id, row.target, MAYBE_BACKOFF)
+        self.outbox.retry(row.id, self.clock() + MAYBE_BACKOFF, note)
 
     def _retry(self, row: OutboxRow, error: str, retryable: bool) -> None:
         """Back to pending; a non-retryable error waits the longest (an operator may fix config)."""
@@ -166,7 +208,7 @@ class OutboxWorker:
             self.outbox.dead(row.id, error)
             return
         delay = backoff(row.attempts) if retryable else MAX_BACKOFF
-        self.outbox.retry(row.id, self.clock() + delay, error)
+        self.outbox.retry(row.id, self.clock() + delay, carry_maybe(row.last_error, error))
 
     def run_forever(self, stop_event: threading.Event, interval: float = 1.0) -> None:
         """Deliver until `stop_event` is set; store errors are logged and retried next round."""
@@ -180,6 +222,18 @@ class OutboxWorker:
                 claimed = 0
             stop_event.wait(0 if claimed >= self.batch else interval)
         log.info("outbox: worker stopped")
+
+
+def maybe_count(error: str) -> int:
+    """How many times a row was maybe delivered, from its last_error ("maybe delivered xN: …")."""
+    found = MAYBE.match(error or "")
+    return int(found[1]) if found else 0
+
+
+def carry_maybe(previous: str, error: str) -> str:
+    """A new error text that keeps the row's maybe-delivered count (so the limit holds)."""
+    times = maybe_count(previous)
+    return f"maybe delivered x{times}: then {error}"[:500] if times else error
 
 
 def _lane(row: OutboxRow) -> str:

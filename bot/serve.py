@@ -1,17 +1,25 @@
 """`python -m bot serve`: the production server (gunicorn with the configured workers)."""
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
+from urllib.parse import urlsplit
 
 from gunicorn.app.base import BaseApplication
 
-from bot.config import Config
+from bot.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
 # The request line without its query string: WeChat's query carries signature, msg_signature and
 # nonce, which a log must never record (with them, a captured plaintext request could be replayed).
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+# Threads per gthread worker. A thread reading a body is held until it arrives or the body
+# deadline (bot.channels.deadline, 2 s) cuts it off, so threads bound how many stalled clients a
+# worker absorbs while still answering others within WeChat's 5 s (tests/test_attacks.py: 12
+# stallers on 2 workers). Threads waiting on sockets cost no CPU.
+THREADS = 16
 
 
 class BotServer(BaseApplication):
@@ -21,7 +29,7 @@ class BotServer(BaseApplication):
         """Gunicorn options from our config: gthread workers, one app per worker."""
         self.bot_config = config
         self.options = {
-            "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4,
+            "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": THREADS,
             "timeout": 30, "graceful_timeout": 10, "accesslog": "-", "errorlog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
             "limit_request_field_size": 8190, "proc_name": "leqi-bot",
@@ -41,11 +49,43 @@ class BotServer(BaseApplication):
         return create_app(self.bot_config, start_worker=True)
 
 
-def serve(config: Config, host: str | None, port: int | None, workers: int | None) -> int:
-    """Run gunicorn until stopped."""
+EXAMPLE_TOKENS = ("", "change-me")  # config.example.toml's placeholder, or none at all
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) resolves only to loopback addresses."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def check_safe_to_serve(config: Config, host: str, dev: bool) -> None:
+    """Refuse the example or an empty token unless in dev mode on loopback; warn about loopback links."""
+    dev = dev or config.server.dev
+    if dev and not is_loopback(host):
+        raise ConfigError(f"dev mode serves on loopback only, not on {host!r}: set [server] host = "
+                          '"127.0.0.1", or a real [wechat] token and dev = false')
+    if config.wechat.token.strip() in EXAMPLE_TOKENS:
+        if not dev:
+            raise ConfigError(f"{config.source}: [wechat] token is empty or the example's 'change-me': "
+                              "set the token from the 公众号 admin (or BOT_WECHAT_TOKEN); for a trial "
+                              "on this machine only, pass --dev or set [server] dev = true")
+        log.warning("dev mode: [wechat] token is the example's; anyone who knows it can post messages")
+    link_host = urlsplit(config.server.public_url).hostname or ""
+    if config.ops is not None and is_loopback(link_host):
+        log.warning("[server] public_url %s is a loopback address: the console links in ops "
+                    "messages will not open from anyone else's phone", config.server.public_url)
+
+
+def serve(config: Config, host: str | None, port: int | None, workers: int | None,
+          dev: bool = False) -> int:
+    """Run gunicorn until stopped (after refusing unsafe settings)."""
     host = host or config.server.host
     port = port or config.server.port
     workers = workers or config.server.workers
+    check_safe_to_serve(config, host, dev)
     log.info("serving on %s:%s with %s workers (%s)", host, port, workers, config.source)
     BotServer(config, host, port, workers).run()
     return 0

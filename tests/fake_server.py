@@ -28,12 +28,16 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         status, answer = self.server.fake.answer(self.command, parts.path, query, body)
+        time.sleep(self.server.fake.delay)  # a slow remote: it has taken the request, the answer is late
         data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout)
+            self.close_connection = True
 
     do_GET = do_POST
 
@@ -50,6 +54,7 @@ class FakeServer:
         self.calls: list[dict] = []
         self.failures: deque[tuple[str, int, dict]] = deque()
         self.mode = "up"  # up | 500
+        self.delay = 0.0  # seconds every answer waits after the request was handled
         self.lock = threading.RLock()
         self.port = 0
         self._server: ThreadingHTTPServer | None = None

@@ -106,3 +106,45 @@ def test_an_unreadable_answers_folder_is_a_clear_error(tmp_path):
     config.write_text('[wechat]\ntoken = "t"\n[answers]\ndir = "missing"\n', encoding="utf-8")
     result = run("match", "--config", str(config), stdin="乐企\n")
     assert result.returncode == 2 and "answers folder not found" in result.stderr
+
+
+@pytest.mark.parametrize("local, env, expected", [
+    (True, False, "local"), (False, True, "env"), (True, True, "local"), (False, False, None),
+], ids=["local-file", "bot-config", "local-first", "none"])
+def test_without_config_the_cli_finds_config_toml_then_bot_config(tmp_path, local, env, expected):
+    """`tickets list` with no --config reads ./config.toml, else BOT_CONFIG, else asks for one."""
+    folders = {name: tmp_path / name for name in ("local", "env")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        db = folder / "bot.db"
+        (folder / "config.toml").write_text(f'[wechat]\ntoken = "t"\n[storage]\nurl = "sqlite:///{db}"\n')
+    if not local:
+        (folders["local"] / "config.toml").unlink()
+    result = run("init-db", cwd=folders["local"],
+                 env={"BOT_CONFIG": str(folders["env"] / "config.toml")} if env else None)
+    if expected is None:
+        assert result.returncode == 2 and "config.toml" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert {name for name, folder in folders.items() if (folder / "bot.db").exists()} == {expected}
+
+
+def test_files_the_bot_creates_are_private(tmp_path):
+    """The SQLite database, its WAL and lock file are 0600 (tax IDs and transcripts inside)."""
+    path = tmp_path / "bot.toml"
+    path.write_text(f'[wechat]\ntoken = "t"\n[storage]\nurl = "sqlite:///{tmp_path}/data/bot.db"\n')
+    assert run("init-db", "--config", str(path)).returncode == 0
+    created = [p for p in (tmp_path / "data").iterdir()]
+    assert created and {p.name: oct(p.stat().st_mode & 0o777) for p in created} == {
+        p.name: "0o600" for p in created}
+
+
+def test_an_existing_world_readable_database_is_tightened(tmp_path):
+    """A database file left 0644 by an older version becomes 0600 when the store opens it."""
+    from bot.store.sql import Db
+
+    db = tmp_path / "bot.db"
+    db.touch(mode=0o644)
+    db.chmod(0o644)
+    Db(f"sqlite:///{db}").close()
+    assert db.stat().st_mode & 0o777 == 0o600

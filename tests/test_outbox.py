@@ -5,11 +5,12 @@ import logging
 
 import pytest
 
-from bot.outbox import MAX_BACKOFF, backoff
+from bot.channels.robot import RobotClient
+from bot.outbox import MAX_BACKOFF, OutboxWorker, backoff
 from tests.api_cases import WECHAT
 from tests.fakes import OPENID
 from tests.outbox_cases import TAX_ID, make_worker, queue_customer, queue_ops, tick
-from tests.store_cases import take_turn
+from tests.store_cases import pending, take_turn
 
 
 @pytest.mark.parametrize("attempts, delay", [(0, 5), (1, 10), (3, 40), (6, 320), (7, MAX_BACKOFF), (500, MAX_BACKOFF)])
@@ -85,14 +86,15 @@ def test_robot_rate_limit_is_respected(store, robot, clock):
 
 
 def test_rows_left_sending_by_a_killed_worker_are_requeued(store, robot, clock):
-    """A row claimed by a worker that died is delivered by another after 60 s, once."""
-    queue_ops(store, clock, ["### 新工单 T000009"])
-    assert len(store.outbox.claim(clock())) == 1  # the worker that claimed it is gone
+    """A row claimed by a worker that died is delivered by another once its 12 s lease is over,
+    once; the rows it had not claimed yet go out at once."""
+    queue_ops(store, clock, ["### 新工单 T000009", "### 新工单 T000010"])
+    assert len(store.outbox.claim(clock(), 1)) == 1  # the worker that claimed it is gone
     worker = make_worker(store, robot, clock=clock)
-    tick(worker, clock, 60)
-    assert robot.messages == []
-    tick(worker, clock, 5)
-    assert robot.messages == ["### 新工单 T000009"]
+    tick(worker, clock, 12)
+    assert robot.messages == ["### 新工单 T000010"]
+    tick(worker, clock, 2)
+    assert robot.messages == ["### 新工单 T000010", "### 新工单 T000009"]
 
 
 @pytest.mark.parametrize("payload", [{}, {"text": "wrong key"}, {"markdown": None}, {"markdown": " "}])
@@ -167,3 +169,31 @@ def test_processed_message_keys_are_purged_by_the_worker(store, clock):
     make_worker(store, clock=clock).run_once()
     assert take_turn(store, "wechat:old", now=clock(), reply="again") == ("new", "again")
     assert take_turn(store, "wechat:new", now=clock()) == ("done", "new")
+
+
+def test_a_slow_robot_gets_each_message_at_most_twice_and_holds_no_one_up(store, robot, clock):
+    """The robot takes every message but answers after the client's timeout (maybe delivered):
+    each row is tried once, once more 60 s later, then counted sent; the second and third
+    tickets go out in the same round as the first."""
+    texts = [f"### 新工单 T00002{i}" for i in range(3)]
+    queue_ops(store, clock, texts)
+    worker = OutboxWorker(store, RobotClient(robot.webhook_url, timeout=0.2), None, clock=clock)
+    robot.delay = 0.4
+    worker.run_once()
+    assert robot.messages == texts
+    tick(worker, clock, 200)
+    assert robot.messages == texts + texts
+    assert pending(store) == []
+
+
+def test_a_maybe_delivered_row_keeps_its_count_through_an_outage(store, robot, clock):
+    """Unanswered once, then a 500, then unanswered again: the robot got it twice, no third time."""
+    queue_ops(store, clock, ["### 新工单 T000030"])
+    worker = OutboxWorker(store, RobotClient(robot.webhook_url, timeout=0.2), None, clock=clock)
+    robot.delay = 0.4
+    worker.run_once()
+    robot.delay, robot.mode = 0.0, "500"
+    tick(worker, clock, 70)
+    robot.delay, robot.mode = 0.4, "up"
+    tick(worker, clock, 700)
+    assert robot.messages == ["### 新工单 T000030"] * 2

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 ECHOSTR = re.compile(r"[A-Za-z0-9_-]{1,128}")  # WeChat sends a number; anything else is refused
 MODES = ("safe", "compatible", "plain")
-STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 409: "Conflict", 413: "Payload Too Large",
+STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 409: "Conflict",
+               413: "Payload Too Large",
                500: "Internal Server Error", 503: "Service Unavailable"}
 
 Query = Mapping[str, str]

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from bot.outbox import DeliveryError
+from bot.outbox import DeliveryError, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class RobotClient:
         try:
             res = self._http.post(self.webhook_url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"robot unreachable: {type(exc).__name__}") from None
+            raise transport_error(exc, "robot") from None
         if res.status_code >= 400:
             raise DeliveryError(True, None, f"robot HTTP {res.status_code}")
         _check_result(res)

@@ -1,12 +1,14 @@
 """Public HTTP endpoints: health, Prometheus metrics, the FAQ web pages and their screenshots."""
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import re
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, send_from_directory
+from flask import Blueprint, Response, abort, render_template, request, send_from_directory
 
 from bot.kb import IMAGE_FILE
 from bot.metrics import render_metrics
@@ -48,7 +50,10 @@ def web_blueprint(parts) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics():
-        """Prometheus text exposition, computed from the shared store."""
+        """Prometheus text exposition from the store's cheap counts; token or loopback only."""
+        if not metrics_allowed(parts.config.server.metrics_token):
+            return Response("Forbidden", status=403, mimetype="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
         body, content_type = render_metrics(parts.store)
         return Response(body, content_type=content_type)
 
@@ -69,3 +74,14 @@ def web_blueprint(parts) -> Blueprint:
         return send_from_directory(images_dir, name, max_age=IMAGE_MAX_AGE)
 
     return bp
+
+
+def metrics_allowed(token: str) -> bool:
+    """With a metrics token: the request's bearer token must match; without: loopback clients only."""
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False

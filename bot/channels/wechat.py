@@ -17,6 +17,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from bot.channels import callback, wxxml
 from bot.channels.callback import Answer, Channel, Handler, Stamps
+from bot.channels.deadline import BODY_DEADLINE, read_with_deadline
 from bot.channels.wxxml import Rejected
 from bot.config import WeChatConfig
 
@@ -29,12 +30,18 @@ def to_response(answer: Answer) -> Response:
     """The core's Answer as a Flask response the browser will not sniff into HTML."""
     response = Response(answer.body, status=answer.status, mimetype=answer.content_type)
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if answer.status == 408:  # the connection's read side is shut: do not keep it alive
+        response.headers["Connection"] = "close"
     return response
 
 
 def read_request() -> bytes:
-    """The request body, at most wxxml.MAX_BODY bytes (Rejected(413) beyond)."""
-    return wxxml.read_body(request.stream)
+    """The request body, at most wxxml.MAX_BODY bytes (413 beyond), within BODY_DEADLINE (408)."""
+    body, late = read_with_deadline(lambda: wxxml.read_body(request.stream),
+                                    request.environ.get("gunicorn.socket"))
+    if late:
+        raise Rejected(408, f"body not received within {BODY_DEADLINE:.0f} s (stalled client)")
+    return body
 
 
 def callback_blueprint(channel: Channel, handle: Handler, clock: Clock,

@@ -12,7 +12,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
 from bot.config import WeChatConfig
-from bot.outbox import DeliveryError
+from bot.outbox import DeliveryError, transport_error
 
 if TYPE_CHECKING:
     from bot.store.base import Tokens
@@ -161,7 +161,7 @@ class CustomerService:
                 raise _TokenRejected(exc.errcode) from None
             raise self._send_error(exc) from None
         except requests.RequestException as exc:
-            raise DeliveryError(True, None, f"{self.CHANNEL} unreachable: {type(exc).__name__}") from None
+            raise transport_error(exc, self.CHANNEL) from None
         if not isinstance(result, dict):
             raise DeliveryError(True, None, f"{self.CHANNEL} answered something that is not JSON")
 

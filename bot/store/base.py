@@ -33,6 +33,7 @@ class OutboxRow:
     attempts: int
     next_at: float
     status: str  # pending | sending | sent | held (customer window closed) | dead
+    last_error: str = ""  # why the last try failed ("maybe delivered xN: …" after timeouts)
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ class Outbox(Protocol):
               ops_per_minute: int = OPS_PER_MINUTE) -> list[OutboxRow]:
         """Move due pending rows to `sending` (ops rows within the robot's budget); never twice."""
 
-    def sent(self, row_id: int, now: float) -> None:
-        """Mark a row delivered."""
+    def sent(self, row_id: int, now: float, note: str | None = None) -> None:
+        """Mark a row delivered (`note`: why it counts as such, e.g. maybe delivered twice)."""
 
     def retry(self, row_id: int, next_at: float, error: str) -> None:
         """Back to pending, due at next_at, attempts + 1."""
@@ -175,6 +176,9 @@ class Reports(Protocol):
     def report(self) -> dict:
         """{"unanswered": [{"text", "count", "last_at"}], "hits": {intent: n},
         "tickets": {status: n}, "outbox": {"target:status": n}}."""
+
+    def metric_counts(self) -> dict:
+        """Cheap counts for /metrics (bot.store.gauges): {"tickets", "outbox", "hits", "unanswered"}."""
 
 
 @dataclass(frozen=True)

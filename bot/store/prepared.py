@@ -90,6 +90,14 @@ def _upsert(make_insert, table, key: str, columns: tuple[str, ...]):
     return stmt.on_conflict_do_update(index_elements=[key], set_={c: stmt.excluded[c] for c in columns})
 
 
+def _bump(make_insert):
+    """counters[name] += 1 (inserted at 1): answered questions per intent for /metrics."""
+    from bot.store.gauges import counters
+
+    stmt = make_insert(counters).values(name=bindparam("name"), value=1)
+    return stmt.on_conflict_do_update(index_elements=["name"], set_={"value": counters.c.value + 1})
+
+
 def held_where(user) -> tuple:
     """WHERE clauses of a user's held customer messages (`user` a value or a bindparam)."""
     return (outbox_table.c.user == user, outbox_table.c.target == "customer",
@@ -122,6 +130,7 @@ class HotPath:
             "end_session": delete(sessions).where(sessions.c.user == user),
             "remember": _upsert(make_insert, users, "user", ("tax_id", "updated_at")),
             "forget": delete(users).where(users.c.user == user),
+            "bump": _bump(make_insert),
         }
         self.sql = {name: Prepared(stmt, dialect) for name, stmt in statements.items()}
 

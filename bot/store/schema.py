@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from pathlib import Path
 
 from sqlalchemy import (
@@ -68,7 +69,7 @@ def outbox_row(row) -> OutboxRow:
     """An outbox table row as the contract's OutboxRow."""
     return OutboxRow(id=row.id, target=row.target, user=row.user or "", payload=row.payload,
                      ticket_id=row.ticket_id, attempts=row.attempts, next_at=row.next_at,
-                     status=row.status)
+                     status=row.status, last_error=row.last_error or "")
 
 
 def _sqlite_setup(engine, on_disk: bool) -> None:
@@ -92,6 +93,18 @@ def _sqlite_setup(engine, on_disk: bool) -> None:
         conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def make_private(database: Path) -> None:
+    """Create the SQLite file 0600 (its WAL and shm files copy its mode); tighten an existing one."""
+    os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+                log.warning("store: %s was readable by others; now 0600", path)
+        except FileNotFoundError:
+            pass
+
+
 def make_engine(url: str):
     """An engine for `url`: psycopg 3 for PostgreSQL, WAL/StaticPool setup for SQLite."""
     parsed = make_url(url)
@@ -104,6 +117,7 @@ def make_engine(url: str):
     on_disk = parsed.database not in (None, "", ":memory:")
     if on_disk:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        make_private(Path(parsed.database))
         engine = create_engine(parsed, json_serializer=serializer)
     else:
         engine = create_engine("sqlite://", poolclass=pool.StaticPool, json_serializer=serializer,

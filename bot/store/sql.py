@@ -18,6 +18,7 @@ from bot.store.sql_console import sql_console
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
 from bot.store.stamps import SqlStamps
+from bot.store.gauges import SqlGauges
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class SqlTokens:
             self.db.upsert(conn, tokens, {"name": name}, {"value": value, "expires_at": expires_at})
 
 
-class SqlReports:
-    """The authors' report from the analytics, ticket and outbox tables."""
+class SqlReports(SqlGauges):
+    """The authors' report from the analytics, ticket and outbox tables; cheap counts for /metrics."""
 
     def __init__(self, db: Db):
         """Report on `db`."""

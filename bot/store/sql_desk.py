@@ -205,9 +205,10 @@ class SqlOutbox:
         with self.db.tx(write=True) as conn:
             conn.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(**values))
 
-    def sent(self, row_id: int, now: float) -> None:
-        """Mark a row delivered."""
-        self._set_outbox(row_id, status="sent", sent_at=now)
+    def sent(self, row_id: int, now: float, note: str | None = None) -> None:
+        """Mark a row delivered (`note`: why it counts as such, e.g. maybe delivered twice)."""
+        extra = {} if note is None else {"last_error": note}
+        self._set_outbox(row_id, status="sent", sent_at=now, **extra)
 
     def retry(self, row_id: int, next_at: float, error: str) -> None:
         """Back to pending, due at next_at, attempts + 1."""

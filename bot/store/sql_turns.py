@@ -19,6 +19,7 @@ from bot.store.codec import decode_session, encode_session
 from bot.store.console_schema import clarified
 from bot.store.schema import messages, transcript
 from bot.store.sql_desk import SqlOutbox, SqlTickets
+from bot.store.gauges import HIT_PREFIX
 
 if TYPE_CHECKING:
     from bot.store.sql import Db
@@ -63,6 +64,7 @@ def write_record(db: Db, conn, user: str, now: float, record: TurnRecord, *, sta
                                        for d, t in record.lines])
     if record.hits:
         hot.hit.run_many(conn, [{"intent": intent, "at": now} for intent in record.hits])
+        hot.bump.run_many(conn, [{"name": HIT_PREFIX + intent} for intent in record.hits])
     if record.unanswered:
         hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": now} for t in record.unanswered])
     if record.clarified:

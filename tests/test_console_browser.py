@@ -61,7 +61,7 @@ def page(request, browser):
     """A fresh page (own cookies) at the viewport; any JavaScript dialog fails the test."""
     context = browser.new_context(viewport=VIEWPORTS[request.param], locale="zh-CN")
     opened = context.new_page()
-    opened.set_default_timeout(5000)
+    opened.set_default_timeout(15_000)  # generous: the 2-core machine may be busy
     dialogs = []
     opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     opened.viewport_name = request.param
@@ -164,13 +164,13 @@ def test_a_form_without_its_csrf_token_is_refused(stack, page):
     log_in(page, stack.url)
     page.locator("a.cover").first.click()
     page.wait_for_load_state()
+    ticket_url = page.url
     page.evaluate("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
     page.fill("#note-text", "无令牌的备注")
     with page.expect_response(lambda r: r.url.endswith("/note")) as answer:
         page.click("form.compose >> nth=1 >> button")
     assert answer.value.status == 400
-    page.go_back()
-    page.reload()
+    page.goto(ticket_url)
     assert "无令牌的备注" not in page.locator("ul.notes").inner_text()
 
 

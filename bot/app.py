@@ -11,7 +11,7 @@ from flask import Flask
 
 from bot.config import Config, load_config
 from bot.kb import KnowledgeBase, load_kb
-from bot.matcher import attach_matcher
+from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
 from bot.store import Store, open_store
 from bot.tickets import TicketDesk

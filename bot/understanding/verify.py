@@ -79,6 +79,7 @@ class Verifier:
         self.excludes: dict[str, tuple[tuple[str, ...], ...]] = {}
         self.covering: dict[str, set[str]] = {}
         self.smalltalk = {iid for iid, i in kb.intents.items() if i.kind != "faq"}
+        self.whole = {iid for iid, i in kb.intents.items() if (i.scope or ("message" if i.kind != "faq" else "clause")) == "message"}
         concepts: list[Concept] = list(lex.concepts.values())
         neutral = lex.neutral()
         for iid, intent in kb.intents.items():
@@ -90,7 +91,7 @@ class Verifier:
             needed = {n for alt in self.needs[iid] + self.follow_ups[iid] for n in alt if not n.startswith("-")}
             self.negated[iid] = {n for alt in self.needs[iid] for n in alt if n.startswith("-")}
             self.covering[iid] = needed | {qualified(iid, n, own) for n in own} | neutral
-        self.spotter = Spotter(concepts, key_of)
+        self.spotter = Spotter(concepts, key_of, rivals=(lex.neutral() | lex.topics, lex.commands))
 
     def analyse(self, text: str) -> Analysis:
         """Clauses, words (jieba), sound key and concept mentions of a question."""
@@ -116,7 +117,8 @@ class Verifier:
             shown.append(" | ")
             pos += len(CLAUSE_MARK)
         key, chars = CLAUSE_MARK.join(key_parts), "".join(char_parts)[:-1]
-        spots = tuple(self.spotter.spot(key, chars))
+        alone = frozenset(start for start, end, _w, _l in cut_words if end - start == 1)
+        spots = tuple(self.spotter.spot(key, chars, alone, lexicon().commands))
         return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots)
 
     def verdict(self, analysis: Analysis, intent_id: str) -> Verdict:
@@ -127,7 +129,7 @@ class Verifier:
             return Verdict("excluded", excluded_by=tuple(display(n) for n in hit[0]))
         whole = (analysis.clauses[0][0], analysis.clauses[-1][1]) if analysis.clauses else (0, 0)
         tries = [(need, whole, True) for need in satisfied(self.follow_ups[intent_id], everywhere)]
-        small = intent_id in self.smalltalk
+        small = intent_id in self.whole
         negated = {n for n in everywhere if f"-{n}" in self.negated[intent_id]}
         for span, present in self._segments(analysis, intent_id):
             tries += [(need, span, small) for need in satisfied(self.needs[intent_id], present | negated)]
@@ -135,12 +137,12 @@ class Verifier:
         return max(verdicts, key=lambda v: v.coverage, default=None) or self._closest(intent_id, everywhere)
 
     def _segments(self, analysis: Analysis, intent_id: str) -> list[tuple[tuple[int, int], set[str]]]:
-        """(span, concepts in it) — small talk: the whole message; FAQs: every run of up to
-        MAX_SEGMENT_CLAUSES clauses."""
+        """(span, concepts in it) — scope "message" (small talk): the whole message; "clause" (FAQs):
+        every run of up to MAX_SEGMENT_CLAUSES clauses."""
         clauses = analysis.clauses
         if not clauses:
             return []
-        if intent_id in self.smalltalk:
+        if intent_id in self.whole:
             return [((clauses[0][0], clauses[-1][1]), names(analysis.spots))]
         per_clause = [names(analysis.spots, a, b) for a, b in clauses]
         out = []
@@ -183,18 +185,20 @@ class Verifier:
             elif size > 1:
                 flags += [key[w_start:w_end] in vocab] * size
             else:
-                flags.append(key[max(0, w_start - 1):w_end] in grams or key[w_start:w_start + 2] in grams)
+                flags.append(key[w_start] in grams or key[max(0, w_start - 1):w_end] in grams
+                             or key[w_start:w_start + 2] in grams)
             if not flags[-1] and not light:
                 uncovered.append(word)
         return weighted_coverage(flags), "".join(region), tuple(uncovered)
 
     def bare_topic(self, analysis: Analysis) -> list[str]:
-        """The FAQs whose own concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
+        """The FAQs whose own need concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
         owners: dict[int, set[str]] = {}
         for spot in analysis.spots:
-            if "/" in spot.concept and not spot.concept.startswith("\x02"):
+            owner = spot.concept.split("/", 1)[0]
+            if "/" in spot.concept and any(spot.concept in line for line in self.needs.get(owner, ())):
                 for pos in range(spot.start, spot.end):
-                    owners.setdefault(pos, set()).add(spot.concept.split("/", 1)[0])
+                    owners.setdefault(pos, set()).add(owner)
         content = [pos for start, end, _w, light in analysis.words if not light for pos in range(start, end)]
         if not content or any(pos not in owners for pos in content):
             return []

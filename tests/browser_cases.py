@@ -70,11 +70,11 @@ def log_in(page, base_url: str, user: str = OPERATOR, password: str = PASSWORD):
     return sent.value
 
 
-def wait_for(check, timeout: float, what: str):
-    """Poll `check` until truthy (returned); AssertionError after `timeout` seconds."""
+def wait_for(check, timeout: float, what: str, state=lambda: ""):
+    """Poll `check` until truthy (returned); AssertionError (with `state()`) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}: {state()}")
         time.sleep(0.2)
     return value

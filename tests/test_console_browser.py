@@ -7,10 +7,12 @@ The login-throttle test runs last: it leaves 127.0.0.1 throttled for ten minutes
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from types import SimpleNamespace
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser_cases import (CHROMIUM, CHROMIUM_ARGS, PASSWORD, VIEWPORTS, account_lines, log_in,
                                  no_sideways_scroll, require_chromium, shoot, wait_for)
@@ -38,7 +40,8 @@ def stack(tmp_path_factory):
     server = start_bot(config, port, workers=2)
     try:
         server.wait_ready()
-        yield SimpleNamespace(server=server, url=server.url, account=account, wechat=wechat, tag=port)
+        yield SimpleNamespace(server=server, url=server.url, account=account, wechat=wechat, tag=port,
+                              db=folder / "bot.db")
     finally:
         server.stop()
         wechat.close()
@@ -96,21 +99,29 @@ def open_ticket(stack, n: int):
     return customer
 
 
+def outbox_rows(stack, user: str) -> list[tuple]:
+    """(target, status, attempts, last error) of the user's outbox rows, for failure messages."""
+    with sqlite3.connect(stack.db) as conn:
+        query = 'SELECT target, status, attempts, last_error FROM outbox WHERE "user" = ? ORDER BY id'
+        return conn.execute(query, (user,)).fetchall()
+
+
 def test_a_handoff_end_to_end(stack, page, tmp_path):
     """Log in, find the ticket by its tax ID, read it, reply, resolve (confirm): WeChat gets both."""
     size = page.viewport_name
     customer = open_ticket(stack, 1 if size == "phone" else 2)
     assert log_in(page, stack.url).status == 303
+    page.wait_for_url("**/ops/")
     page.fill("input[type=search]", TAX_ID)
     page.click("form.search button.primary")
+    page.wait_for_url(f"**/ops/?q={TAX_ID}*")
     cards = page.locator(".ticket-card")
-    assert cards.count() >= 1 and TAX_ID in cards.first.inner_text()
+    expect(cards.first).to_contain_text(TAX_ID)
     shoot(page, tmp_path, f"list-{size}")
     assert no_sideways_scroll(page)
     cards.first.locator("a.cover").click()  # open first, newest first: this customer's ticket
-    page.wait_for_load_state()
-    bubbles = page.locator("ol.chat li.bubble")
-    assert bubbles.count() >= 4  # question, answer, tax ID, ticket reply …
+    page.wait_for_url("**/ops/tickets/*")
+    assert page.locator("ol.chat li.bubble").count() >= 4  # question, answer, tax ID, ticket reply …
     assert "<script>alert(1)</script>" in page.locator("p.bubble.customer").first.inner_text()
     assert page.locator(".shots figure.shot").count() == 1 and page.locator(".shots figure.shot").is_visible()
     assert page.locator("button.copy").get_attribute("data-copy") == TAX_ID
@@ -118,13 +129,13 @@ def test_a_handoff_end_to_end(stack, page, tmp_path):
     assert no_sideways_scroll(page)
     page.fill("#reply-text", f"已为您切换通道 {size}")
     page.click("form.compose button.primary")
-    assert "回复已排队发送" in page.locator(".notice").inner_text()
+    expect(page.locator(".notice")).to_contain_text("回复已排队发送")
     page.click("details.confirm summary")
     page.click("details.confirm button.primary")  # the confirm step
-    assert "已标记完成" in page.locator(".notice").inner_text()
-    assert f"{'王'} 标记完成" in page.locator("ol.history").inner_text()
+    expect(page.locator(".notice")).to_contain_text("已标记完成")
+    expect(page.locator("ol.history")).to_contain_text("王 标记完成")
     sent = wait_for(lambda: [m for user, m in list(stack.wechat.messages) if user == customer.user][1:],
-                    30, "the reply and the follow-up at WeChat")
+                    90, "the reply and the follow-up at WeChat", lambda: outbox_rows(stack, customer.user))
     texts = [m for user, m in stack.wechat.messages if user == customer.user]
     assert any(f"已为您切换通道 {size}" in t for t in texts) and any(STEP_3 in t for t in texts), sent
     assert no_sideways_scroll(page)
@@ -133,6 +144,7 @@ def test_a_handoff_end_to_end(stack, page, tmp_path):
 def test_the_insight_page_draws_its_charts(stack, page, tmp_path):
     open_ticket(stack, 3 if page.viewport_name == "phone" else 4)
     log_in(page, stack.url)
+    page.wait_for_url("**/ops/")
     page.goto(f"{stack.url}/ops/insight")
     shoot(page, tmp_path, f"insight-{page.viewport_name}")
     charts = page.locator("svg.chart")
@@ -148,6 +160,7 @@ def test_the_insight_page_draws_its_charts(stack, page, tmp_path):
 
 def test_the_cookie_from_before_logout_is_refused(stack, page):
     log_in(page, stack.url)
+    page.wait_for_url("**/ops/")
     before = page.context.cookies()
     page.click("details.menu summary")
     page.click("text=退出 >> nth=0")
@@ -162,8 +175,9 @@ def test_the_cookie_from_before_logout_is_refused(stack, page):
 def test_a_form_without_its_csrf_token_is_refused(stack, page):
     open_ticket(stack, 5 if page.viewport_name == "phone" else 6)
     log_in(page, stack.url)
+    page.wait_for_url("**/ops/")
     page.locator("a.cover").first.click()
-    page.wait_for_load_state()
+    page.wait_for_url("**/ops/tickets/*")
     ticket_url = page.url
     page.evaluate("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
     page.fill("#note-text", "无令牌的备注")
@@ -171,7 +185,7 @@ def test_a_form_without_its_csrf_token_is_refused(stack, page):
         page.click("form.compose >> nth=1 >> button")
     assert answer.value.status == 400
     page.goto(ticket_url)
-    assert "无令牌的备注" not in page.locator("ul.notes").inner_text()
+    expect(page.locator("ul.notes")).not_to_contain_text("无令牌的备注")
 
 
 @pytest.mark.parametrize("page", ["phone"], indirect=True)  # once: the address stays throttled
@@ -181,4 +195,4 @@ def test_wrong_passwords_get_429_after_the_limit(stack, page):
     assert statuses == [401] * 10
     refused = log_in(page, stack.url, password=PASSWORD)
     assert refused.status == 429 and int(refused.headers["retry-after"]) > 0
-    assert "失败次数过多" in page.locator(".error").inner_text()
+    expect(page.locator(".error")).to_contain_text("失败次数过多")

@@ -77,11 +77,12 @@ class Spotter:
             node.setdefault(_END, set()).add(name)
 
     def spot(self, key: str, chars: str, alone: frozenset[int] = frozenset(),
-             alone_only: frozenset[str] = frozenset()) -> list[Spot]:
+             alone_only: frozenset[str] = frozenset(), starts: frozenset[int] | None = None) -> list[Spot]:
         """Every mention in `key` (sound codes) / `chars` (the characters, aligned), by position.
 
         A one-character variant of an `alone_only` concept (the commands: 好, 嗯, 对) counts only at
-        `alone`, the positions of one-token words (好 in 好/的 but not in 你好 or 好累).
+        `alone`, the positions of one-token words (好 in 好/的 but not in 你好 or 好累). A longer variant
+        starts only where a word starts, when `starts` is given (除了 is not heard in 清除/乐企).
         """
         found: list[Spot] = []
         for start in range(len(key)):
@@ -89,7 +90,7 @@ class Spotter:
                 if start in alone or name.rstrip("+") not in alone_only:
                     found.append(Spot(name, start, start + 1))
             node, end = self.trie, start
-            while end < len(key) and key[end] in node:
+            while (starts is None or start in starts) and end < len(key) and key[end] in node:
                 node = node[key[end]]
                 end += 1
                 found += [Spot(name, start, end) for name in node.get(_END, ())]

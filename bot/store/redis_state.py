@@ -1,6 +1,7 @@
 """Redis in front of SQL: dedupe, conversation state and tokens shared across hosts; the rest in SQL.
 
-A message claims its key and reads its state in one Lua call, then writes its durable part
+A message checks its delivery's timestamp+nonce, claims its key and reads its state in one Lua
+call (a stamp is recorded with the claim), then writes its durable part
 (transcript, analytics, tax ID, tickets, outbox) in one SQL transaction and its state and reply in
 one Redis pipeline. A claim without a reply older than the lease (a killed worker) is taken over.
 """
@@ -12,19 +13,30 @@ from typing import Callable
 
 import redis
 
-from bot.model import SESSION_TTL_SECONDS, Session
+from bot.model import SESSION_TTL_SECONDS, Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.sql import Db, sql_store
 from bot.store.sql_turns import SqlTurns, SqlWriter, write_record
-from bot.store.stamps import RedisStamps
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TTL_SECONDS = 24 * 3600
 
-# KEYS = message key, session key; ARGV = now, lease, ttl. Atomic: at most one caller gets "new".
+# KEYS = message key, session key, stamp key; ARGV = now, lease, ttl, the stamp's expiry ("" = no
+# stamp), the stamp's ttl. Atomic: a stamp another live message used is a replay; at most one
+# caller gets "new". The stamp's expiry is checked against the caller's clock (as SQL does).
 CLAIM_SCRIPT = """
+if ARGV[4] ~= '' then
+  local first = redis.call('HMGET', KEYS[3], 'digest', 'until')
+  if first[1] and first[1] ~= KEYS[1] and tonumber(first[2]) >= tonumber(ARGV[1]) then
+    return {'replay'}
+  end
+  if first[1] ~= KEYS[1] then
+    redis.call('HSET', KEYS[3], 'digest', KEYS[1], 'until', ARGV[4])
+    redis.call('EXPIRE', KEYS[3], ARGV[5])
+  end
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' then
   return {'done', redis.call('HGET', KEYS[1], 'reply')}
@@ -72,14 +84,19 @@ class RedisTurns:
         return f"{self.prefix}{kind}:{name}"
 
     @contextmanager
-    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS):
-        """Claim `key` and read the state in one call; the tax ID and held flag from SQL."""
+    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
+             stamp: Stamp | None = None):
+        """Check the stamp, claim `key` and read the state in one call; tax ID and held flag from SQL."""
         session_key = self.key("session", user)
         if key:
-            status, *rest = self._claim(keys=[self.key("msg", key), session_key],
-                                        args=[repr(now), repr(lease), self.message_ttl])
+            until, ttl = (repr(stamp.expires_at), max(1, int(stamp.expires_at - now) + 1)) if stamp else ("", 0)
+            status, *rest = self._claim(
+                keys=[self.key("msg", key), session_key, self.key("stamp", stamp.name if stamp else "")],
+                args=[repr(now), repr(lease), self.message_ttl, until, ttl])
         else:
             status, rest = "new", [self.redis.get(session_key)]
+        if status == "replay":
+            raise Replay(stamp.name)
         if status not in ("new", "takeover"):
             yield RedisTurn(self, key, user, now, status, reply=rest[0] if rest else None)
             return
@@ -106,9 +123,9 @@ class RedisTurns:
         """Last `limit` transcript lines (kept in SQL), oldest first."""
         return self.sql.recent_messages(user, limit)
 
-    def purge_messages(self, older_than: float) -> int:
-        """Dedupe keys expire in Redis by themselves; rows from SQL-only days are purged there."""
-        return self.sql.purge_messages(older_than)
+    def purge(self, messages_before: float, now: float) -> int:
+        """Dedupe and stamp keys expire in Redis by themselves; rows from SQL-only days are purged there."""
+        return self.sql.purge(messages_before, now)
 
 
 class RedisTokens:
@@ -141,5 +158,4 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         client.close()
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
-                 tokens=RedisTokens(client, prefix), stamps=RedisStamps(client, prefix), reports=sql.reports,
-                 close=close, console=sql.console)
+                 tokens=RedisTokens(client, prefix), reports=sql.reports, close=close, console=sql.console)

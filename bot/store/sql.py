@@ -17,7 +17,6 @@ from bot.store.console_schema import add_missing_columns
 from bot.store.sql_console import sql_console
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
-from bot.store.stamps import SqlStamps
 from bot.store.gauges import SqlGauges
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,20 @@ class Db:
         return self.dialect == "postgresql"
 
     @contextmanager
-    def tx(self, write: bool = False):
-        """One transaction (the open one on a bound Db); a SQLite writer takes the lock at BEGIN."""
+    def connection(self):
+        """One pooled connection (in-memory SQLite: the only one, held under the lock)."""
+        with self._lock, self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def tx(self, write: bool = False, conn=None):
+        """One transaction (the open one on a bound Db), on `conn` or a pooled connection;
+        a SQLite writer queues for the lock first and takes it at BEGIN (IMMEDIATE)."""
         if self._conn is not None:
             yield self._conn
             return
-        with self._lock, (self._write_lock if write else nullcontext()), self.engine.connect() as conn:
-            with conn.execution_options(immediate=write).begin():
+        with nullcontext(conn) if conn is not None else self.connection() as conn:
+            with self._write_lock if write else nullcontext(), conn.execution_options(immediate=write).begin():
                 yield conn
 
     def on(self, conn) -> Db:
@@ -124,4 +130,4 @@ class SqlReports(SqlGauges):
 def sql_store(db: Db) -> Store:
     """Every part on one SQL database."""
     return Store(turns=SqlTurns(db), tickets=SqlTickets(db), outbox=SqlOutbox(db), tokens=SqlTokens(db),
-                 stamps=SqlStamps(db), reports=SqlReports(db), close=db.close, console=sql_console(db))
+                 reports=SqlReports(db), close=db.close, console=sql_console(db))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,21 @@ def wait_for(check, timeout: float, what: str, state=lambda: ""):
             raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}: {state()}")
         time.sleep(0.2)
     return value
+
+
+def png(width: int = 240, height: int = 160) -> bytes:
+    """A small PNG "screenshot": a grey page with a blue title bar and a missing row in red."""
+    def pixel(x: int, y: int) -> bytes:
+        """The colour at (x, y)."""
+        if y < height // 6:
+            return b"\x1d\x5f\xd1"
+        if height // 2 <= y < height // 2 + 12 and 16 <= x < width - 16:
+            return b"\xd9\x2d\x20"
+        return b"\xf2\xf3\xf5"
+    rows = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(width)) for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        """One PNG chunk with its CRC."""
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser_cases import (CHROMIUM, CHROMIUM_ARGS, PASSWORD, VIEWPORTS, account_lines, log_in,
-                                 no_sideways_scroll, require_chromium, shoot, wait_for)
+                                 no_sideways_scroll, png, require_chromium, shoot, wait_for)
 from tests.e2e_helpers import Account, free_port, start_bot, write_config
 from tests.fakes import FakeRobot, FakeWeChat
 
@@ -90,8 +90,10 @@ def image_message(customer) -> str:
 
 
 def open_ticket(stack, n: int):
-    """A customer asks, gives the tax ID and sends a screenshot: a ticket made by webhook messages."""
+    """A customer asks, gives the tax ID and sends a screenshot: a ticket made by webhook messages
+    (the picture is at WeChat's media API, its PicUrl already expired)."""
     customer = new_customer(stack, n)
+    stack.wechat.media[f"media_{customer.user}"] = ("image/png", png())
     assert "税号" in customer.say(QUESTION)
     customer.say(f"我们税号是 {TAX_ID}，麻烦了")
     customer.post(image_message(customer))
@@ -106,7 +108,7 @@ def outbox_rows(stack, user: str) -> list[tuple]:
         return conn.execute(query, (user,)).fetchall()
 
 
-def test_a_handoff_end_to_end(stack, page, tmp_path):
+def test_a_handoff_end_to_end(stack, page, tmp_path, kb):
     """Log in, find the ticket by its tax ID, read it, reply, resolve (confirm): WeChat gets both."""
     size = page.viewport_name
     customer = open_ticket(stack, 1 if size == "phone" else 2)
@@ -123,17 +125,23 @@ def test_a_handoff_end_to_end(stack, page, tmp_path):
     page.wait_for_url("**/ops/tickets/*")
     assert page.locator("ol.chat li.bubble").count() >= 4  # question, answer, tax ID, ticket reply …
     assert "<script>alert(1)</script>" in page.locator("p.bubble.customer").first.inner_text()
-    assert page.locator(".shots figure.shot").count() == 1 and page.locator(".shots figure.shot").is_visible()
+    image = page.locator(".shots figure.shot img")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 240  # the kept copy, served by us
     assert page.locator("button.copy").get_attribute("data-copy") == TAX_ID
     shoot(page, tmp_path, f"detail-{size}")
     assert no_sideways_scroll(page)
     page.fill("#reply-text", f"已为您切换通道 {size}")
+    number = page.locator("h1.ticket-title").inner_text().split()[0]
     page.click("form.compose button.primary")
-    expect(page.locator(".notice")).to_contain_text("回复已排队发送")
+    expect(page.locator(".notice")).to_have_text(kb.render("desk-status", action="reply", outcome="queued",
+                                                           ticket=number))
     page.click("details.confirm summary")
     page.click("details.confirm button.primary")  # the confirm step
-    expect(page.locator(".notice")).to_contain_text("已标记完成")
+    expect(page.locator(".notice")).to_have_text(kb.render("desk-status", action="resolve", outcome="queued",
+                                                           ticket=number))
     expect(page.locator("ol.history")).to_contain_text("王 标记完成")
+    shoot(page, tmp_path, f"done-{size}")
     sent = wait_for(lambda: [m for user, m in list(stack.wechat.messages) if user == customer.user][1:],
                     90, "the reply and the follow-up at WeChat", lambda: outbox_rows(stack, customer.user))
     texts = [m for user, m in stack.wechat.messages if user == customer.user]

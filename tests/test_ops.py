@@ -167,7 +167,7 @@ def test_health_and_metrics(app, parts):
 
 @pytest.mark.parametrize("actor, words", [
     ("console:王", "王"), ("cli:root", "命令行 root"), ("wecom:zhangsan", "企业微信 zhangsan"), ("", ""),
-    ("robot", "robot"), ("other:x", "other:x"),
+    ("bot", "机器人"), ("ops", "运营"), ("robot", "robot"), ("other:x", "other:x"),
 ])
 def test_who_did_it_reads_as_a_name(actor, words):
     assert actor_name(actor) == words

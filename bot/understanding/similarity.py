@@ -23,7 +23,8 @@ from itertools import groupby
 
 from rapidfuzz import fuzz, process
 
-from bot.understanding.textnorm import is_light_word, make_segmenter, normalize, primary_readings, word_keys, words
+from bot.understanding.textnorm import (is_light_word, make_segmenter, normalize, primary_readings, sound_key,
+                                        word_keys, words)
 
 RUN_WEIGHT = 2.0  # weight of each token of an uncovered run of 2+ tokens (an unknown term)
 TAIL_WEIGHT = 3.0  # ... when that run ends the question (the topic: 乐企联用怎么收费)
@@ -135,6 +136,10 @@ class Similarity:
         """True when the question touches one of the intent's keywords (or it has none)."""
         anchors = self.anchors[intent_id]
         return not anchors or any(a in query.key or a in query.content for a in anchors)
+
+    def exact_intent(self, text: str) -> str | None:
+        """The intent whose own question (title, similar) this text is, after normalisation."""
+        return self.exact.get(sound_key(normalize(text[:SIMILARITY_CHARS]), self.prefer, learn=False))
 
     def features(self, text: str, skip_coverage: frozenset[str] = frozenset()) -> tuple[Query, dict[str, dict]]:
         """Per candidate intent: best choice similarity, coverage (not for `skip_coverage`), anchoring, exact."""

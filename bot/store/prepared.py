@@ -11,11 +11,12 @@ import fcntl
 import os
 import threading
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.store.schema import hits, messages, outbox_table, sessions, stamps, transcript, unanswered, users
+from bot.store.schema import (hits, messages, outbox_table, sessions, stamps, ticket_events, tickets, transcript,
+                              unanswered, users)
 
 
 class WriterQueue:
@@ -104,6 +105,31 @@ def held_where(user) -> tuple:
             outbox_table.c.status == "held")
 
 
+def _ticket_statements(make_insert) -> dict:
+    """A message's ticket writes: find its own or the need's open ticket, insert ticket, outbox rows, events."""
+    source, user = bindparam("source_key"), bindparam("user")
+    cols = tickets.c
+    same_need = and_(cols.user == user, cols.intent == bindparam("intent"), cols.tax_id == bindparam("tax_id"),
+                     cols.status != "resolved")
+    own = cols.source_key == source
+    ticket_values = {c: bindparam(c) for c in ("user", "kind", "intent", "status", "tax_id", "flags", "words",
+                                                "channel", "source_key", "created_at")}
+    outbox_values = {c: bindparam(c) for c in ("target", "user", "payload", "ticket_id", "status", "next_at",
+                                                "created_at")}
+    return {
+        "ticket_for_need": select(cols.id, own).where(or_(own, same_need))
+        .order_by(own.desc(), cols.created_at.desc(), cols.id.desc()).limit(1),
+        "ticket_new": make_insert(tickets).values(ticket_values)
+        .on_conflict_do_nothing(index_elements=["source_key"]).returning(cols.id),
+        "outbox_new": insert(outbox_table).values({**outbox_values, "attempts": 0}).returning(outbox_table.c.id),
+        "event_new": insert(ticket_events).values(ticket_id=bindparam("ticket_id"), at=bindparam("at"),
+                                                  kind=bindparam("kind"), detail=bindparam("detail"),
+                                                  actor=bindparam("actor")),
+        "lock2": select(func.pg_advisory_xact_lock(bindparam("kind", type_=Integer),
+                                                   bindparam("key", type_=Integer))),
+    }
+
+
 class HotPath:
     """Compiled statements of one message's read and write (see bot/store/sql_turns.py)."""
 
@@ -138,6 +164,7 @@ class HotPath:
             "remember": _upsert(make_insert, users, "user", ("tax_id", "updated_at")),
             "forget": delete(users).where(users.c.user == user),
             "bump": _bump(make_insert),
+            **_ticket_statements(make_insert),
         }
         self.sql = {name: Prepared(stmt, dialect) for name, stmt in statements.items()}
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 SCHEMA_LOCK = 0x6C65716973746F72  # pg advisory lock key for create_all ("leqistor")
 OPS_LOCK = SCHEMA_LOCK + 1  # serialises the robot's per-minute budget
 metadata = MetaData()
+to_json = functools.partial(json.dumps, ensure_ascii=False)  # what JSON columns hold (also prepared statements)
 
 
 def _t(name: str) -> Column:
@@ -112,7 +113,7 @@ def make_private(database: Path) -> None:
 def make_engine(url: str):
     """An engine for `url`: psycopg 3 for PostgreSQL, WAL/StaticPool setup for SQLite."""
     parsed = make_url(url)
-    serializer = functools.partial(json.dumps, ensure_ascii=False)
+    serializer = to_json
     if parsed.get_backend_name() in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, json_serializer=serializer)

@@ -100,35 +100,31 @@ class SqlConversations:
     def _lock2(self, conn, kind: int, key: int) -> None:
         """PostgreSQL: a transaction-scoped advisory lock (kind, key); SQLite's writer lock suffices."""
         if self.db.dialect == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(kind, key)))
+            self.db.hot.lock2.run(conn, kind=kind, key=key)
 
     @staticmethod
     def _tickets(conn, *where, order=True) -> list[Ticket]:
         """Tickets matching `where`, newest first."""
         return select_tickets(conn, *where, order=order)
 
-    @staticmethod
-    def _queue(conn, rows, ticket_id, user, now) -> list[int]:
+    def _queue(self, conn, rows, ticket_id, user, now) -> list[int]:
         """Queue outbox rows on the open transaction."""
-        return queue_rows(conn, rows, ticket_id, user, now)
+        return queue_rows(self.db, conn, rows, ticket_id, user, now)
 
-    @staticmethod
-    def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
+    def _event(self, conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
         """Append a ticket event."""
-        _event(conn, ticket_id, at, kind, detail, actor)
+        _event(self.db, conn, ticket_id, at, kind, detail, actor)
 
     def open_or_join(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, str]:
         """A new ticket with its outbox rows ("created"), the ticket this very message opened before
         ("retry"), or the user's open ticket for the same need — intent and tax ID ("joined")."""
         with self._tx(write=True) as conn:
             self._lock2(conn, NEED_LOCK, _need_key(ticket.user, ticket.intent, ticket.tax_id))
-            own = self._tickets(conn, tickets.c.source_key == source_key)
-            if own:
-                return own[0], "retry"
-            same = self._tickets(conn, tickets.c.user == ticket.user, tickets.c.intent == ticket.intent,
-                                 tickets.c.tax_id == ticket.tax_id, tickets.c.status != "resolved")
-            if same:
-                return same[0], "joined"
+            found = self.db.hot.ticket_for_need.first(conn, source_key=source_key, user=ticket.user,
+                                                      intent=ticket.intent, tax_id=ticket.tax_id)
+            if found is not None:  # the message's own ticket first, else the need's newest open one
+                ticket_id, own = found
+                return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0], "retry" if own else "joined"
             created, _ = create_ticket(self.db, conn, ticket, source_key, outbox)
         return created, "created"
 

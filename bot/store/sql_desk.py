@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, or_, select, update
 from bot.model import Ticket
 from bot.store.base import OPS_PER_MINUTE, OutboxRow, OutboxRows
 from bot.store.prepared import held_where
-from bot.store.schema import OPS_LOCK, attachments, outbox_row, outbox_table, ticket_events, tickets
+from bot.store.schema import OPS_LOCK, attachments, outbox_row, outbox_table, ticket_events, tickets, to_json
 
 if TYPE_CHECKING:
     from bot.store.sql import Db
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 TARGETS = ("ops", "customer")
 
 
-def queue_rows(conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
+def queue_rows(db: Db, conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
     """Insert outbox rows (target, user, payload[, next_at][, status]) as pending (or, for a
     customer row that cannot go out now, held for their next reply); their ids."""
     ids = []
@@ -29,17 +29,15 @@ def queue_rows(conn, rows: list[dict], ticket_id: int | None, user: str, now: fl
         status = row.get("status", "pending")
         if status not in ("pending", "held") or (status == "held" and row["target"] != "customer"):
             raise ValueError(f"outbox rows start pending (customer rows may start held): {status!r}")
-        ids.append(conn.execute(insert(outbox_table).values(
-            target=row["target"], user=row.get("user") or user, payload=row["payload"],
-            ticket_id=ticket_id, status=status, attempts=0, next_at=row.get("next_at", now),
-            created_at=now).returning(outbox_table.c.id)).scalar_one())
+        ids.append(db.hot.outbox_new.first(
+            conn, target=row["target"], user=row.get("user") or user, payload=to_json(row["payload"]),
+            ticket_id=ticket_id, status=status, next_at=row.get("next_at", now), created_at=now)[0])
     return ids
 
 
-def _event(conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
+def _event(db: Db, conn, ticket_id: int, at: float, kind: str, detail: str = "", actor: str = "") -> None:
     """Append a ticket_events row; `actor` names who did it ("" = the bot or the customer)."""
-    conn.execute(insert(ticket_events).values(ticket_id=ticket_id, at=at, kind=kind, detail=detail,
-                                              actor=actor or None))
+    db.hot.event_new.run(conn, ticket_id=ticket_id, at=at, kind=kind, detail=detail, actor=actor or None)
 
 
 def select_tickets(conn, *where, order=True) -> list[Ticket]:
@@ -62,17 +60,16 @@ def select_tickets(conn, *where, order=True) -> list[Ticket]:
 
 def create_ticket(db: Db, conn, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, bool]:
     """Insert the ticket and its outbox rows on the open write transaction `conn`, idempotent on source_key."""
-    values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
-                  tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
-                  channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
-    stmt = db.insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
-    new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
-    if new_id is None:
+    inserted = db.hot.ticket_new.first(
+        conn, user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
+        tax_id=ticket.tax_id, flags=to_json(list(ticket.flags)), words=ticket.words, channel=ticket.channel,
+        source_key=source_key, created_at=ticket.created_at)
+    if inserted is None:
         return select_tickets(conn, tickets.c.source_key == source_key)[0], False
-    created = replace(ticket, id=new_id, attachments=())  # as stored: no need to read it back
+    created = replace(ticket, id=inserted[0], attachments=())  # as stored: no need to read it back
     rows = outbox(created) if callable(outbox) else outbox
-    queue_rows(conn, rows, new_id, ticket.user, ticket.created_at)
-    _event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
+    queue_rows(db, conn, rows, created.id, ticket.user, ticket.created_at)
+    _event(db, conn, created.id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
     log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
     return created, True
 
@@ -115,8 +112,8 @@ class SqlTickets:
                                    .values(status="resolved", resolved_at=now)).rowcount
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
             if changed:
-                queue_rows(conn, outbox, ticket_id, found[0].user, now)
-                _event(conn, ticket_id, now, "resolved", "", actor)
+                queue_rows(self.db, conn, outbox, ticket_id, found[0].user, now)
+                _event(self.db, conn, ticket_id, now, "resolved", "", actor)
         return found[0] if found else None
 
     def reopen(self, ticket_id: int, now: float, actor: str = "") -> Ticket | None:
@@ -125,7 +122,7 @@ class SqlTickets:
             changed = conn.execute(update(tickets).where(tickets.c.id == ticket_id, tickets.c.status == "resolved")
                                    .values(status="open", resolved_at=None)).rowcount
             if changed:
-                _event(conn, ticket_id, now, "reopened", "", actor)
+                _event(self.db, conn, ticket_id, now, "reopened", "", actor)
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
         return found[0] if found else None
 
@@ -136,8 +133,8 @@ class SqlTickets:
             found = self._tickets(conn, tickets.c.id == ticket_id, order=False)
             if not found:
                 return None
-            _event(conn, ticket_id, now, kind, detail, actor)
-            queue_rows(conn, list(outbox), ticket_id, found[0].user, now)
+            _event(self.db, conn, ticket_id, now, kind, detail, actor)
+            queue_rows(self.db, conn, list(outbox), ticket_id, found[0].user, now)
         return found[0]
 
     def attach(self, ticket_id: int, media: str, now: float, outbox: list[dict]) -> Ticket:
@@ -147,12 +144,12 @@ class SqlTickets:
             if not found:
                 raise KeyError(f"no ticket {ticket_id}")
             conn.execute(insert(attachments).values(ticket_id=ticket_id, media=media, at=now))
-            _event(conn, ticket_id, now, "attached", media)
+            _event(self.db, conn, ticket_id, now, "attached", media)
             if found[0].status == "resolved":
                 conn.execute(update(tickets).where(tickets.c.id == ticket_id)
                              .values(status="open", resolved_at=None))
-                _event(conn, ticket_id, now, "reopened")
-            queue_rows(conn, outbox, ticket_id, found[0].user, now)
+                _event(self.db, conn, ticket_id, now, "reopened")
+            queue_rows(self.db, conn, outbox, ticket_id, found[0].user, now)
             return self._tickets(conn, tickets.c.id == ticket_id, order=False)[0]
 
     def events(self, ticket_id: int) -> list[dict]:
@@ -174,7 +171,7 @@ class SqlOutbox:
     def queue(self, row: dict, ticket_id: int | None, now: float) -> int:
         """Queue one outbox row (target, user, payload) outside ticket creation; returns its id."""
         with self.db.tx(write=True) as conn:
-            return queue_rows(conn, [row], ticket_id, row.get("user") or "", now)[0]
+            return queue_rows(self.db, conn, [row], ticket_id, row.get("user") or "", now)[0]
 
     def _ops_budget(self, conn, now: float, per_minute: int) -> int:
         """How many ops rows the robot may still take this minute (sent in 60 s or in flight)."""

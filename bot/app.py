@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from flask import Flask
+from flask.sessions import SessionInterface
 
 from bot.config import Config, load_config
 from bot.conversation import Conversation, Limits
@@ -84,6 +85,7 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.secret_key = _secret_key(config)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.session_interface = NoCookieSession()
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
     handle = parts.service.handle
@@ -95,6 +97,18 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
     return app
+
+
+class NoCookieSession(SessionInterface):
+    """No Flask cookie session: the console keeps its sessions server-side (bot/channels/ops_session.py),
+    so no request pays for the signing serializer Flask's default interface builds per request."""
+
+    def open_session(self, app, request):
+        """None: Flask uses a NullSession, which refuses writes (nothing may rely on a cookie session)."""
+        return None
+
+    def save_session(self, app, session, response) -> None:
+        """Nothing to save."""
 
 
 def _wecom_handler(parts: Parts):

@@ -164,6 +164,8 @@ class HotPath:
             "remember": _upsert(make_insert, users, "user", ("tax_id", "updated_at")),
             "forget": delete(users).where(users.c.user == user),
             "bump": _bump(make_insert),
+            "recent_lines": select(transcript.c.direction, transcript.c.text, transcript.c.at)
+            .where(transcript.c.user == user).order_by(transcript.c.id.desc()).limit(bindparam("limit")),
             **_ticket_statements(make_insert),
         }
         self.sql = {name: Prepared(stmt, dialect) for name, stmt in statements.items()}

@@ -11,13 +11,13 @@ import logging
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func
 
 from bot.model import Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.console_schema import clarified
-from bot.store.schema import messages, stamps, transcript
+from bot.store.schema import messages, stamps
 from bot.store.sql_conversation import SqlConversations
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.gauges import HIT_PREFIX
@@ -28,11 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def recent_lines(conn, user: str, limit: int) -> list[dict]:
+def recent_lines(db: Db, conn, user: str, limit: int) -> list[dict]:
     """The user's last `limit` transcript lines, oldest first."""
-    query = (select(transcript.c.direction, transcript.c.text, transcript.c.at)
-             .where(transcript.c.user == user).order_by(transcript.c.id.desc()).limit(limit))
-    return [dict(row) for row in reversed(conn.execute(query).mappings().all())]
+    rows = db.hot.recent_lines.run(conn, user=user, limit=limit).fetchall()
+    return [{"direction": direction, "text": text, "at": at} for direction, text, at in reversed(rows)]
 
 
 class SqlWriter:
@@ -59,7 +58,7 @@ class SqlWriter:
 
     def transcript(self, limit: int) -> list[dict]:
         """The user's last `limit` transcript lines, oldest first."""
-        return recent_lines(self.db._conn, self.user, limit)
+        return recent_lines(self.db, self.db._conn, self.user, limit)
 
 
 def write_record(db: Db, conn, user: str, now: float, record: TurnRecord, *, state: bool, key: str) -> None:
@@ -156,7 +155,7 @@ class SqlTurns:
     def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
         """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
         with self.db.tx() as conn:
-            return recent_lines(conn, user, limit)
+            return recent_lines(self.db, conn, user, limit)
 
     def purge(self, messages_before: float, now: float) -> int:
         """Delete dedupe rows older than `messages_before` and stamps expired at `now`."""

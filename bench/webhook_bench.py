@@ -1,7 +1,7 @@
 """Safe-mode webhook throughput and latency under wrk: bare Flask, the bot (SQLite; PostgreSQL+Redis), WeRoBot.
 
 Run: python bench/webhook_bench.py [--duration 10] [--runs 3] [--connections 8] [--workers 2]
-         [--worker-class gthread] [--threads 4] [--servers bare,sqlite,pg,werobot]
+         [--worker-class gthread] [--threads 16] [--servers bare,sqlite,pg,werobot]
 PostgreSQL and Redis come from BOT_TEST_POSTGRES_URL / BOT_TEST_REDIS_URL (a scratch schema and
 key names of this run, removed at the end); without them the pg server is skipped, and said so.
 
@@ -32,6 +32,7 @@ import requests  # noqa: E402
 from bench.load import Run, ensure_wrk, run_wrk  # noqa: E402
 from bench.messages import write_requests  # noqa: E402
 from bench.store_bench import scratch_schema  # noqa: E402
+from bot.config import ServerConfig  # noqa: E402
 from tests.e2e_helpers import Account, ServerProcess, free_port, start_bot  # noqa: E402
 from tests.wechat_sim import WeChatSim  # noqa: E402
 
@@ -142,19 +143,27 @@ class Bench:
 def print_run(kind: str, run: Run) -> None:
     """One line per run."""
     print(f"  {LABELS[kind]:<24} {run.rps:8.0f} {run.p50:7.2f} {run.p99:8.2f} {run.errors:6d} {run.wraps:5d}"
-          f"   {run.server_cpu * 100:4.0f} % {run.wrk_cpu * 100:4.0f} % {run.other_cpu * 100:4.0f} %")
+          f"   {run.server_cpu * 100:4.0f} % {run.wrk_cpu * 100:4.0f} % {run.other_cpu * 100:4.0f} %"
+          f"   {cpu_per_request(run):6.3f}")
+
+
+def cpu_per_request(run: Run) -> float:
+    """Server CPU ms per request: what a message costs, less sensitive to the machine's load than req/s."""
+    return run.server_cpu / run.rps * 1000 if run.rps else 0.0
 
 
 def summary(results: dict[str, list[Run]], trivial: Run) -> None:
     """Median and spread per server, ratios to bare and WeRoBot, the bars and the load generator check."""
     print("\nsummary (median of runs; spread = min–max)")
-    print(f"  {'server':<24} {'req/s':>8} {'spread':>13} {'p50 ms':>7} {'p99 ms':>8} {'p99 max':>8} {'× bare':>7}")
+    print(f"  {'server':<24} {'req/s':>8} {'spread':>13} {'p50 ms':>7} {'p99 ms':>8} {'p99 max':>8} {'× bare':>7}"
+          f" {'CPU ms/req':>11}")
     rps = {k: statistics.median(r.rps for r in runs) for k, runs in results.items()}
     for kind, runs in results.items():
         ratio = f"{rps[kind] / rps['bare']:7.2f}" if "bare" in rps else "      -"
         print(f"  {LABELS[kind]:<24} {rps[kind]:8.0f} {min(r.rps for r in runs):6.0f}–{max(r.rps for r in runs):<6.0f}"
               f" {statistics.median(r.p50 for r in runs):7.2f} {statistics.median(r.p99 for r in runs):8.2f}"
-              f" {max(r.p99 for r in runs):8.2f} {ratio}")
+              f" {max(r.p99 for r in runs):8.2f} {ratio} {min(map(cpu_per_request, runs)):6.3f}–"
+              f"{max(map(cpu_per_request, runs)):.3f}")
     if "bare" in rps:
         factor = trivial.rps / rps["bare"]
         verdict = "not the bottleneck" if factor >= 3 else "MAY BE THE BOTTLENECK: figures below are a floor"
@@ -185,7 +194,7 @@ def run(args) -> None:
         servers = bench.servers()
         results: dict[str, list[Run]] = {kind: [] for kind in servers}
         print(f"\n  {'server':<24} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'errors':>6} {'wraps':>5}"
-              f"   server    wrk  other  (CPU, % of one core)")
+              f"   server    wrk  other  (CPU, % of one core)  server CPU ms/req")
         for n in range(args.runs):
             print(f"run {n + 1}")
             for kind, server in servers.items():
@@ -219,7 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", choices=("sync", "gthread"))
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--threads", type=int, default=ServerConfig().threads, help="threads per gthread worker")
     parser.add_argument("--access-log", action="store_true", help="turn the access log on (default off)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--servers", type=lambda s: s.split(","), default=["bare", "sqlite", "pg", "werobot"])

@@ -39,7 +39,8 @@ class Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="body-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][1] == ticket:  # the earliest deadline now: wake the watchdog to wait for it
+                self._cond.notify()  # (else it already sleeps until an earlier one, then looks again)
         return ticket
 
     def done(self, ticket: int) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.channels import callback
+from bot.channels import callback, wxxml
 from bot.channels.wechat import wechat_channel
 from bot.channels.wecom import wecom_channel
 from bot.config import WeChatConfig, WeComConfig
@@ -121,6 +121,35 @@ def test_a_stamp_is_good_for_one_message(chan, sim):
     assert [post(r, chan, handler)[0].status for r in (first, again, other)] == [200, 200, 409]
     assert list(handler.entries.values()) == [f"{chan.name}:1"]
     assert handler.seen[0].stamp == Stamp(f"{chan.name}:{sim.now}:{sim.nonce}", sim.now + chan.tolerance)
+
+
+FIELDS_OF_TEXT = {"ToUserName": "gh_1", "FromUserName": "oUser1", "CreateTime": "1700000000",
+                  "MsgType": "text", "Content": " a&b "}
+
+
+@pytest.mark.parametrize("document, expected", [
+    ("<xml><ToUserName>gh_1</ToUserName><FromUserName><![CDATA[oUser1]]></FromUserName>"
+     "<CreateTime> 1700000000 </CreateTime><MsgType>text</MsgType><Content><![CDATA[ a&b ]]></Content></xml>",
+     FIELDS_OF_TEXT),
+    ("<?xml version='1.0' encoding='GBK'?><xml><Content>a<!-- note -->&amp;b</Content>"
+     "<Extra><MsgType>x</MsgType></Extra><Other a='1'/></xml>", {"Content": "a&b"}),
+    ("<xml><Content>a<b>c</b></Content></xml>", 400),  # a field holding elements
+    ("<xml><MsgType>text</MsgType><MsgType>event</MsgType></xml>", 400),
+    ("<!DOCTYPE xml><xml><Content>a</Content></xml>", 400),
+    ("<xml>" + "<a>" * 8 + "</a>" * 8 + "</xml>", 400),  # nine levels
+    ("<xml>" + "<a>" * 7 + "</a>" * 7 + "</xml>", {}),  # eight levels
+    ("<x><Content>a</Content></x>", 400), ("<xml></xml>", 400), ("<xml><Content>a</xml>", 400),
+    ('<xml xmlns="urn:x"><Content>a</Content></xml>', 400), ("<xml><p:Content>a</p:Content></xml>", 400),
+    ('<xml><p:Content xmlns:p="urn:x">a</p:Content></xml>', {}), ("<xml><Content>&#1;</Content></xml>", 400),
+])
+def test_parse_xml_reads_plain_fields_and_refuses_what_wechat_never_sends(document, expected):
+    """Fields directly under <xml>, as text (CDATA, entities, comments); others ignored; the rest refused."""
+    if expected == 400:
+        with pytest.raises(wxxml.Rejected) as refused:
+            wxxml.parse_xml(document.encode())
+        assert refused.value.status == 400
+    else:
+        assert wxxml.parse_xml(document.encode()) == expected
 
 
 def test_dedupe_key_names_channel_and_message():

@@ -8,10 +8,8 @@ import logging
 import re
 import struct
 from typing import Callable, Iterable
-from xml.etree.ElementTree import Element, ParseError
+from xml.parsers import expat
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 from wechatpy.exceptions import WeChatException
 from wechatpy.utils import WeChatSigner
 
@@ -103,48 +101,82 @@ def read_body(stream, limit: int = MAX_BODY) -> bytes:
 
 
 def parse_xml(body: bytes | str) -> dict[str, str]:
-    """Parse a WeChat XML document safely into {field: text}; Rejected(400) when unsafe or bad."""
+    """Parse a WeChat XML document safely into {field: text}; Rejected(400) when unsafe or bad.
+
+    Expat is driven directly (no element tree is built): a DTD — and with it every entity
+    declaration, billion laughs and external entities — is refused as it starts, as are nesting
+    deeper than MAX_DEPTH, a field twice and a field holding elements.
+    """
     if isinstance(body, bytes):
         try:
             body = body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise Rejected(400, f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    reader = _FieldReader()
+    parser = expat.ParserCreate(namespace_separator="}")  # namespaced tags never match a field
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _forbidden("DTD")
+    parser.EntityDeclHandler = parser.UnparsedEntityDeclHandler = _forbidden("entity declaration")
+    parser.ExternalEntityRefHandler = _forbidden("external entity")
+    parser.StartElementHandler, parser.EndElementHandler = reader.start, reader.end
+    parser.CharacterDataHandler = reader.text
     try:  # a str input makes expat ignore any encoding="…" declaration
-        root = SafeET.fromstring(strip_control(body), forbid_dtd=True,
-                                 forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise Rejected(400, f"forbidden XML construct: {exc}") from None
-    except (ParseError, ValueError) as exc:
+        parser.Parse(strip_control(body), True)
+    except (expat.ExpatError, ValueError) as exc:
         raise Rejected(400, f"malformed XML: {exc}") from None
-    if root.tag != "xml" or not len(root):
+    if reader.root != "xml" or not reader.children:
         raise Rejected(400, "the document is not a non-empty <xml> element")
-    _check_depth(root)
-    return _read_fields(root)
+    return reader.found
 
 
-def _check_depth(root: Element) -> None:
-    """Reject documents nested deeper than MAX_DEPTH (iteratively: no recursion limit to hit)."""
-    stack = [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        if depth > MAX_DEPTH:
+def _forbidden(construct: str):
+    """An expat handler that refuses the document."""
+    def refuse(*_args):
+        """Refuse: WeChat never sends it."""
+        raise Rejected(400, f"forbidden XML construct: {construct}")
+    return refuse
+
+
+class _FieldReader:
+    """Expat handlers keeping the FIELDS under <xml>, each once and as plain text; others ignored."""
+
+    def __init__(self):
+        """Nothing read yet."""
+        self.found: dict[str, str] = {}
+        self.root: str | None = None
+        self.children = 0  # elements directly under the root
+        self.depth = 0
+        self.field: str | None = None  # the field being read
+        self.parts: list[str] = []
+
+    def start(self, tag: str, _attributes) -> None:
+        """An element opens: track depth, start reading a field, refuse elements inside one."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
             raise Rejected(400, f"XML nested deeper than {MAX_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in element)
+        if self.depth == 1:
+            self.root = tag
+        elif self.depth == 2:
+            self.children += 1
+            if tag in FIELDS:
+                if tag in self.found:
+                    raise Rejected(400, f"duplicate <{tag}>")
+                self.field, self.parts = tag, []
+        elif self.depth == 3 and self.field is not None:
+            raise Rejected(400, f"<{self.field}> contains elements, not text")
 
+    def text(self, data: str) -> None:
+        """Character data (CDATA included) of the field being read."""
+        if self.depth == 2 and self.field is not None:
+            self.parts.append(data)
 
-def _read_fields(root: Element) -> dict[str, str]:
-    """The FIELDS present under <xml>, each once and as plain text; other elements are ignored."""
-    found: dict[str, str] = {}
-    for child in root:
-        if child.tag not in FIELDS:
-            continue
-        if child.tag in found:
-            raise Rejected(400, f"duplicate <{child.tag}>")
-        if len(child):
-            raise Rejected(400, f"<{child.tag}> contains elements, not text")
-        value = strip_control(child.text or "")
-        found[child.tag] = value if child.tag in KEEP_SPACES else value.strip()
-    return found
+    def end(self, _tag: str) -> None:
+        """An element closes: a field's text is kept (controls dropped, trimmed but for KEEP_SPACES)."""
+        if self.depth == 2 and self.field is not None:
+            value = strip_control("".join(self.parts))
+            self.found[self.field] = value if self.field in KEEP_SPACES else value.strip()
+            self.field = None
+        self.depth -= 1
 
 
 def to_inbound(fields: dict[str, str], channel: str) -> Inbound:

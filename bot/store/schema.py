@@ -14,6 +14,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from bot.store.base import OutboxRow
+from bot.store.wal import BACKSTOP_PAGES
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def _sqlite_setup(engine, on_disk: bool) -> None:
         if on_disk:  # WAL + synchronous=NORMAL: durable across process crashes, one fsync per checkpoint
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")  # bot/store/wal.py checkpoints
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.store.base import Store
 from bot.store.prepared import HotPath, WriterQueue
+from bot.store.wal import Checkpointer
 from bot.store.schema import SCHEMA_LOCK, hits, make_engine, metadata, outbox_table, tickets, tokens, unanswered
 from bot.store.console_schema import add_missing_columns
 from bot.store.sql_console import sql_console
@@ -36,6 +37,7 @@ class Db:
         self._lock = threading.RLock() if in_memory else nullcontext()
         on_disk = self.dialect == "sqlite" and not in_memory
         self._write_lock = WriterQueue(self.engine.url.database + ".lock") if on_disk else nullcontext()
+        self._checkpoints = Checkpointer(self.engine.url.database) if on_disk else None
         self._conn = None  # set on a Db bound to an open transaction (see `on`)
         with self.tx(write=True) as conn:
             self.advisory_lock(conn, SCHEMA_LOCK)
@@ -65,6 +67,8 @@ class Db:
         with nullcontext(conn) if conn is not None else self.connection() as conn:
             with self._write_lock if write else nullcontext(), conn.execution_options(immediate=write).begin():
                 yield conn
+        if write and self._checkpoints is not None:
+            self._checkpoints.wrote()
 
     def on(self, conn) -> Db:
         """This database seen from inside the open transaction `conn`."""
@@ -83,7 +87,9 @@ class Db:
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
 
     def close(self) -> None:
-        """Release all pooled connections."""
+        """Stop the WAL checkpoints, release all pooled connections."""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self.engine.dispose()
 
 

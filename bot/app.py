@@ -9,10 +9,15 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
 from bot.config import Config, load_config
 from bot.kb import KnowledgeBase, load_kb
 from bot.matcher import attach_matcher
 from bot.service import BotService
+from bot.spool import Spool, SpoolingHandler, start_drain_thread
 from bot.store import Store, open_store
 from bot.tickets import TicketDesk
 
@@ -53,7 +58,9 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
-    handle, stamps = parts.service.handle, parts.store.stamps
+    handler = spooling_handler(parts)
+    app.extensions["spool"] = handler
+    handle, stamps = handler, parts.store.stamps
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, stamps=stamps))
     if config.wecom is not None:
         app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle, stamps=stamps))
@@ -61,7 +68,26 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
+    if start_worker and handler.spool is not None:
+        start_drain_thread(handler)
     return app
+
+
+def spool_folder(config: Config) -> Path | None:
+    """[storage] spool_dir, else a spool/ folder beside a SQLite file, else var/spool (None: in memory)."""
+    if config.storage.spool_dir:
+        return Path(config.storage.spool_dir)
+    url = make_url(config.storage.url)
+    if url.get_backend_name() == "sqlite":
+        return Path(url.database).parent / "spool" if url.database not in (None, "", ":memory:") else None
+    return Path("var") / "spool"
+
+
+def spooling_handler(parts: Parts) -> SpoolingHandler:
+    """The webhook handler: the service with the local spool behind it."""
+    folder = spool_folder(parts.config)
+    spool = Spool(folder) if folder is not None else None
+    return SpoolingHandler(parts.service, spool, lambda: parts.kb.render("received-later"))
 
 
 def _secret_key(config: Config) -> str:

@@ -66,6 +66,7 @@ TEXT_VARS: dict[str, dict] = {
     "ops-image": {"ticket": "T000001", "pic_url": "https://example.invalid/p.png",
                   "console_url": "https://example.invalid/ops/"},
     "ops-reply": {"text": "样例"},
+    "received-later": {},
 }
 REQUIRED_INTENTS = ("greeting", "thanks", "help", "human-agent")
 

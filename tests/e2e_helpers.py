@@ -237,13 +237,14 @@ class InFlight:
 
 
 def write_config(folder: Path, port: int, account: Account, backend,
-                 wechat: FakeWeChat, robot: FakeRobot) -> Path:
-    """The server's TOML: safe mode, FakeWeChat as the API, FakeRobot as the ops webhook."""
+                 wechat: FakeWeChat, robot: FakeRobot, **storage: str) -> Path:
+    """The server's TOML: safe mode, FakeWeChat as the API, FakeRobot as the ops webhook
+    (`storage`: more [storage] keys, e.g. spool_dir)."""
     config = {
         "wechat": {"token": account.token, "app_id": account.app_id, "app_secret": wechat.secret,
                    "encoding_aes_key": account.aes_key, "api_base_url": wechat.url},
         "ops": {"webhook_url": robot.webhook_url, "console_password": uuid.uuid4().hex},
-        "storage": {"url": backend.storage_url, "redis_url": backend.redis_url},
+        "storage": {"url": backend.storage_url, "redis_url": backend.redis_url, **storage},
         "server": {"public_url": f"http://127.0.0.1:{port}", "port": port},
     }
     lines = []

@@ -154,7 +154,14 @@ def check_replay(channel: Channel, opened: Opened, stamps: Stamps | None, now: f
         return
     stamp = f"{channel.name}:{opened.timestamp}:{opened.nonce}"
     digest = dedupe_key(opened.inbound)
-    first = stamps.remember_stamp(stamp, digest, int(opened.timestamp) + channel.tolerance, now)
+    try:
+        first = stamps.remember_stamp(stamp, digest, int(opened.timestamp) + channel.tolerance, now)
+    except Exception as exc:  # noqa: BLE001 - the store is down: see below
+        if opened.crypto is None:  # a plaintext body is only as good as its stamp: WeChat retries
+            raise Rejected(503, f"replay cache unavailable ({type(exc).__name__})") from None
+        log.warning("%s: replay cache unavailable (%s); an encrypted message is signed whole and its "
+                    "MsgId dedupes it", channel.name, type(exc).__name__)
+        return
     if first != digest:
         raise Rejected(409, "replay: timestamp+nonce already used for another message")
 

@@ -8,15 +8,17 @@ refuses the request anyway.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+import redis
 from sqlalchemy import Column, Double, String, Table, delete, select, update
 
 from bot.store.schema import metadata
 
-if TYPE_CHECKING:
-    import redis
+log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
     from bot.store.sql import Db
 
 stamps = Table("stamps", metadata, Column("stamp", String, primary_key=True),
@@ -78,3 +80,23 @@ class RedisStamps:
     def purge_stamps(self, now: float) -> int:
         """Nothing to do: Redis expires entries itself."""
         return 0
+
+
+class FallbackStamps:
+    """Redis stamps, or the SQL ones while Redis is unreachable (a replay check never needs Redis)."""
+
+    def __init__(self, first: RedisStamps, second: SqlStamps):
+        """Try `first`; on a Redis error use `second`."""
+        self.first, self.second = first, second
+
+    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
+        """The first digest under `stamp`, from Redis or else SQL."""
+        try:
+            return self.first.remember_stamp(stamp, digest, expires_at, now)
+        except redis.RedisError as exc:
+            log.warning("store: Redis unavailable for replay stamps (%s); using SQL", type(exc).__name__)
+            return self.second.remember_stamp(stamp, digest, expires_at, now)
+
+    def purge_stamps(self, now: float) -> int:
+        """Purge the SQL entries (Redis expires its own)."""
+        return self.second.purge_stamps(now)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import Config, load_config
 from bot.kb import KnowledgeBase, load_kb
-from bot.matcher import attach_matcher
+from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
 from bot.spool import Spool, SpoolingHandler, start_drain_thread
 from bot.store import Store, open_store

@@ -32,7 +32,7 @@ def check_answers(folder: str | Path) -> list[str]:
     problems += _check_similar(kb)
     problems += _check_intent_fields(kb)
     problems += _check_required(kb, Path(folder))
-    return problems
+    return problems or _check_needs(kb)  # a folder with other problems is not worth matching
 
 
 def _load_problems(folder: str | Path) -> list[str]:
@@ -176,3 +176,21 @@ def _check_required(kb: KnowledgeBase, folder: Path) -> list[str]:
                  for t in TEXT_VARS if t not in kb.templates]
     return problems
 
+
+
+def _check_needs(kb: KnowledgeBase) -> list[str]:
+    """An intent's own question or similar question that its `needs` do not recognise as it."""
+    from bot.understanding.matcher import attach_matcher
+
+    if not any(i.needs or i.follow_ups for i in kb.intents.values()):
+        return []
+    matcher = attach_matcher(kb).matcher
+    problems = []
+    for intent in kb.intents.values():
+        if not (intent.needs or intent.follow_ups):
+            continue
+        for phrase in (intent.question, *intent.similar):
+            if not matcher.states_need(phrase, intent.id):
+                problems.append(f"{intent.path}:{_line_of(intent.path, phrase)}: question '{phrase}' is not "
+                                f"recognised as '{intent.id}' by its needs; see python -m bot explain")
+    return problems

@@ -17,7 +17,7 @@ from bot.tools.ops_user import add_parser as add_ops_user_parser
 log = logging.getLogger("bot")
 MEMORY_URL = "sqlite://"
 # Subcommands that run without any config (shipped answers/, in-memory state).
-CONFIG_OPTIONAL = {"chat", "match", "check", "eval"}
+CONFIG_OPTIONAL = {"chat", "match", "check", "eval", "explain"}
 
 
 PRIVATE_UMASK = 0o077  # every file the bot creates (SQLite db, WAL, spool, lock) is 0600: tax IDs inside
@@ -100,6 +100,15 @@ def cmd_eval(args) -> int:
     parts = _parts(args)
     result = evaluate(parts.kb, read_eval_rows(args.file))
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    """Why the matcher decided what it did about one question."""
+    from bot.tools.explain import explanation, format_explanation
+
+    data = explanation(_parts(args).kb.matcher, args.question)
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else format_explanation(data))
     return 0
 
 
@@ -192,8 +201,8 @@ def cmd_init_db(args) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve, "chat": cmd_chat, "match": cmd_match, "check": cmd_check, "eval": cmd_eval,
-    "report": cmd_report, "tickets": cmd_tickets, "worker": cmd_worker, "init-db": cmd_init_db,
-    "ops-user": cmd_ops_user,
+    "explain": cmd_explain, "report": cmd_report, "tickets": cmd_tickets, "worker": cmd_worker,
+    "init-db": cmd_init_db, "ops-user": cmd_ops_user,
 }
 
 
@@ -217,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", parents=[common], help="evaluate matching on a JSONL file")
     evaluate.add_argument("file")
     evaluate.add_argument("--json", action="store_true")
+    explain = sub.add_parser("explain", parents=[common], help="why a question matched what it did")
+    explain.add_argument("question")
+    explain.add_argument("--json", action="store_true")
     report = sub.add_parser("report", parents=[common], help="unanswered questions, hits, the week's figures")
     report.add_argument("--json", action="store_true")
     report.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first day (default: --days ago)")

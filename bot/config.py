@@ -88,6 +88,13 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    worker_class: str = "gthread"  # gunicorn worker class: sync | gthread (see bench/README.md)
+    # Threads per gthread worker. A thread reading a body is held until it arrives or the body
+    # deadline (bot.channels.deadline, 2 s) cuts it off, so threads bound how many stalled clients a
+    # worker absorbs while still answering others within WeChat's 5 s (tests/test_attacks.py: 12
+    # stallers on 2 workers). Threads waiting on sockets cost no CPU.
+    threads: int = 16
+    access_log: bool = False  # one log line per request (costs ~4 % of a worker under load)
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
     metrics_token: str = ""  # GET /metrics needs "Authorization: Bearer <token>"; "" = loopback clients only

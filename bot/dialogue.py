@@ -1,6 +1,6 @@
 """The pure dialogue core: one customer message + state → new state + actions (no I/O).
 
-Commands are recognised on the cleaned text (bot.textnorm.clean: NFKC, simplified, lower-case,
+Commands are recognised on the cleaned text (bot.understanding.textnorm.clean: NFKC, simplified, lower-case,
 letters/digits only): a command matches when the text is one of its phrases, or contains one and
 is at most SHORT_EXTRA characters longer ("查一下进度", "我要转人工"). 取消/算了 is exact outside a
 flow (so "取消发票" is a question) and uses the contains rule inside one. Confirming a remembered
@@ -29,7 +29,7 @@ from bot.model import (SESSION_TTL_SECONDS, Action, AttachImage, CreateTicket, E
                        ForgetTaxId, Inbound, LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session,
                        ShowTickets, Stage)
 from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id, remove_tax_id
-from bot.textnorm import clean
+from bot.understanding.textnorm import clean
 
 Result = tuple[Session, list[Action]]
 

@@ -47,7 +47,7 @@ def read_eval_rows(path) -> list[dict]:
 def _matcher(kb):
     """The kb's matcher, attaching one when the kb has none yet."""
     if kb.matcher is None:
-        from bot.matcher import attach_matcher
+        from bot.understanding.matcher import attach_matcher
 
         attach_matcher(kb)
     return kb.matcher
@@ -86,8 +86,21 @@ def evaluate(kb, rows) -> dict:
         "per_intent": per_intent,
         "confusions": [{"expected": e, "got": g, "count": n} for (e, g), n in confusions.most_common()],
         "misses": [{"text": r["text"], "expected": r["intent"], "got": got, "decision": m.decision,
-                    "score": m.score, "candidates": list(m.candidates)} for r, got, m in wrong],
+                    "score": m.score, "candidates": list(m.candidates),
+                    "why": why(_matcher(kb), r["text"], r["intent"] or got)} for r, got, m in wrong],
     }
+
+
+def why(matcher, text: str, intent: str | None) -> str:
+    """One line of `explain` about the intent a miss concerns (expected, else the wrong answer)."""
+    from bot.tools.explain import explanation, verdict_line
+
+    if intent is None:
+        return ""
+    row = next((c for c in explanation(matcher, text)["candidates"] if c["intent"] == intent), None)
+    if row is None:
+        return f"{intent}: not a candidate (no similarity, no need)"
+    return f"{intent}: " + (verdict_line(row) if "verdict" in row else f"similarity only, score {row['score']:.1f}")
 
 
 def format_report(result: dict) -> str:
@@ -101,8 +114,10 @@ def format_report(result: dict) -> str:
                   for c in result["confusions"]]
     if result["misses"]:
         lines.append("misses:")
-        lines += [f"  [{m['decision']} {m['score']:.1f}] {m['text']} (expected {m['expected'] or '(none)'}, "
-                  f"got {m['got'] or '(none)'}; candidates {m['candidates'][:3]})" for m in result["misses"]]
+        for m in result["misses"]:
+            lines.append(f"  [{m['decision']} {m['score']:.1f}] {m['text']} (expected {m['expected'] or '(none)'}, "
+                         f"got {m['got'] or '(none)'}; candidates {m['candidates'][:3]})")
+            lines += [f"      {m['why']}"] if m.get("why") else []
     lines += [
         f"rows: {result['rows']} ({result['in_scope']} in scope, {result['out_of_scope']} out of scope)",
         f"misses: {len(result['misses'])}",

@@ -37,6 +37,11 @@ class Intent:
     short: str | None  # template used when the full reply exceeds the byte limit
     path: Path
     body_line: int  # line where the body starts (for error messages)
+    concepts: tuple = ()  # the intent's own concepts (bot.understanding.lexicon.Concept)
+    needs: tuple[tuple[str, ...], ...] = ()  # any one: all its concepts present = this need
+    follow_ups: tuple[tuple[str, ...], ...] = ()  # needs judged on the whole message (short follow-ups)
+    excludes: tuple[tuple[str, ...], ...] = ()  # any one present in the message: not this need
+    min_coverage: float | None = None  # share of the words around the need that must be its own
 
 
 # Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
@@ -95,6 +100,65 @@ def _as_tuple(value, where: str, problems: list[str]) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+def _alternatives(value, where: str, problems: list[str]) -> tuple[tuple[str, ...], ...]:
+    """`needs`/`excludes`: a list whose entries are concept names or lists of names."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append(f"{where}: expected a list of concept lists, e.g. [[leqi, absent]]")
+        return ()
+    out = []
+    for entry in value:
+        names = [entry] if isinstance(entry, str) else entry
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            problems.append(f"{where}: {entry!r} is not a concept name or a list of names")
+            continue
+        out.append(tuple(n.strip() for n in names))
+    return tuple(out)
+
+
+def _key_line(raw: str, *keys: str) -> int:
+    """1-based line of the first front-matter line starting with one of `keys` (1 if none)."""
+    starts = tuple(f"{k}:" for k in keys)
+    return next((n for n, text in enumerate(raw.splitlines(), 1) if text.startswith(starts)), 1)
+
+
+def _coverage(value, where: str, problems: list[str]) -> float | None:
+    """`coverage`: a number in (0, 1], or absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        problems.append(f"{where}: coverage must be a number in (0, 1], not {value!r}")
+        return None
+    return float(value)
+
+
+def _parse_concepts(meta: dict, where: str, problems: list[str]) -> tuple[tuple, tuple, tuple, tuple]:
+    """The front matter's own `concepts`, its `needs`, `follow_ups` and `excludes`; names must be known."""
+    from bot.understanding.lexicon import lexicon, parse_concept
+
+    own = []
+    raw = meta.get("concepts") or {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where} concepts: expected a mapping name -> [variants]")
+        raw = {}
+    for name, spec in raw.items():
+        try:
+            own.append(parse_concept(str(name), spec, f"{where} concepts.{name}"))
+        except ValueError as exc:
+            problems.append(str(exc))
+    needs = _alternatives(meta.get("needs"), f"{where} needs", problems)
+    follow_ups = _alternatives(meta.get("follow_ups"), f"{where} follow_ups", problems)
+    excludes = _alternatives(meta.get("excludes"), f"{where} excludes", problems)
+    known = {c.name for c in own} | set(lexicon().concepts)
+    for alt in needs + follow_ups:
+        if all(n.startswith("-") for n in alt):
+            problems.append(f"{where}: needs line {list(alt)} names only absent concepts")
+    for name in sorted({n.lstrip("-") for alt in needs + follow_ups + excludes for n in alt} - known):
+        problems.append(f"{where}: unknown concept '{name}' (define it under concepts, or use one of lexicon.yaml)")
+    return tuple(own), needs, follow_ups, excludes
+
+
 def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     """Parse one intent file into (Intent, body source); report problems."""
     raw = path.read_text(encoding="utf-8")
@@ -117,7 +181,11 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     if kind not in ("faq", "smalltalk"):
         problems.append(f"{where}: kind must be faq or smalltalk, not {kind!r}")
     images = _images(meta.get("images"), where, problems)
+    where_concepts = f"{path}:{_key_line(raw, 'concepts', 'needs')}"
+    concepts, needs, follow_ups, excludes = _parse_concepts(meta, where_concepts, problems)
     intent = Intent(
+        concepts=concepts, needs=needs, follow_ups=follow_ups, excludes=excludes,
+        min_coverage=_coverage(meta.get("coverage"), f"{path}:{_key_line(raw, 'coverage')}", problems),
         id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),

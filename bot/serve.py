@@ -12,25 +12,26 @@ from bot.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
+WORKER_CLASSES = ("sync", "gthread")
 # The request line without its query string: WeChat's query carries signature, msg_signature and
 # nonce, which a log must never record (with them, a captured plaintext request could be replayed).
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
-# Threads per gthread worker. A thread reading a body is held until it arrives or the body
-# deadline (bot.channels.deadline, 2 s) cuts it off, so threads bound how many stalled clients a
-# worker absorbs while still answering others within WeChat's 5 s (tests/test_attacks.py: 12
-# stallers on 2 workers). Threads waiting on sockets cost no CPU.
-THREADS = 16
 
 
 class BotServer(BaseApplication):
     """Gunicorn application that builds the Flask app in each worker via create_app."""
 
     def __init__(self, config: Config, host: str, port: int, workers: int):
-        """Gunicorn options from our config: gthread workers, one app per worker."""
+        """Gunicorn options from our config ([server] worker_class, threads, access_log), one app per worker."""
         self.bot_config = config
+        server = config.server
+        if server.worker_class not in WORKER_CLASSES:
+            raise ConfigError(f"[server] worker_class must be one of {', '.join(WORKER_CLASSES)}: "
+                              f"{server.worker_class!r}")
         self.options = {
-            "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": THREADS,
-            "timeout": 30, "graceful_timeout": 10, "accesslog": "-", "errorlog": "-",
+            "bind": f"{host}:{port}", "workers": workers, "worker_class": server.worker_class,
+            "threads": server.threads, "timeout": 30, "graceful_timeout": 10,
+            "accesslog": "-" if server.access_log else None, "errorlog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
             "limit_request_field_size": 8190, "proc_name": "leqi-bot",
             "control_socket_disable": True,  # gunicorn 27's shared ~/.gunicorn socket: one server per host breaks

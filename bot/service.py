@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from bot import dialogue
@@ -143,8 +143,9 @@ class BotService:
             results = [self.performers[type(action)](action, context) for action in actions]
             held = [row.payload["text"] for row in tx.outbox.take_held(inbound.user, now)] if turn.held else []
             record = self._record(inbound, session, results, held)
-            if push_reply and record.reply:
+            if push_reply and record.reply:  # pushed: a late WeChat retry must not get it a second time
                 tx.outbox.queue(reply_row(inbound, record.reply), None, now)
+                return replace(record, reply="")
             return record
         return turn.commit(work) or None
 

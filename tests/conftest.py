@@ -27,7 +27,7 @@ def require_service(env_name: str, what: str) -> str:
 def kb():
     """The shipped answers/ with its matcher attached."""
     from bot.kb import load_kb
-    from bot.matcher import attach_matcher
+    from bot.understanding.matcher import attach_matcher
 
     return attach_matcher(load_kb(ROOT / "answers"))
 

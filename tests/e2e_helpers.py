@@ -245,7 +245,7 @@ def write_config(folder: Path, port: int, account: Account, backend,
                    "encoding_aes_key": account.aes_key, "api_base_url": wechat.url},
         "ops": {"webhook_url": robot.webhook_url, "console_password": uuid.uuid4().hex},
         "storage": {"url": backend.storage_url, "redis_url": backend.redis_url, **storage},
-        "server": {"public_url": f"http://127.0.0.1:{port}", "port": port},
+        "server": {"public_url": f"http://127.0.0.1:{port}", "port": port, "access_log": True},
     }
     lines = []
     for section, values in config.items():

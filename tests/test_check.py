@@ -41,6 +41,10 @@ def test_shipped_answers_pass():
     (None, ("help.md",), "help.md:1", "required intent 'help' is missing"),
     (None, ("texts/voice-empty.md",), "texts/voice-empty.md:1", "text 'voice-empty' is missing"),
     pytest.param("bad-yaml", (), "greeting.md:6", "bad front matter"),  # where the [ opens
+    ("unknown-concept", (), "cert-expired.md:6", "unknown concept 'expird'"),
+    ("only-absent-need", (), "cert-expired.md:6", "names only absent concepts"),
+    ("bad-coverage", (), "cert-expired.md:11", "coverage must be a number in (0, 1]"),
+    ("similar-not-recognised", (), "cert-expired.md:7", "'证书在哪下载' is not recognised as 'cert-expired'"),
 ])
 def test_one_problem_named_with_file_and_line(tmp_path, overlay, remove, where, words):
     """Each broken folder yields exactly one problem, at the file and line to fix."""

@@ -9,7 +9,7 @@ import pytest
 
 from bot.dialogue import step
 from bot.kb import load_kb
-from bot.matcher import attach_matcher
+from bot.understanding.matcher import attach_matcher
 from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId,
                        Inbound, LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
                        Stage)
@@ -114,7 +114,7 @@ FLOWS = {
     "cancel": [ASK, ("算了", [t("cancelled")], IDLE)],
     "cancel in a sentence": [ASK, ("不用了，谢谢", [t("cancelled")], IDLE)],
     "three non-tax-ids give up": [
-        ASK, ("好的我找一下", [t("tax-id-invalid", value="", reason="not found")], TAX),
+        ASK, ("123456", [t("tax-id-invalid", value="", reason="not found")], TAX),
         ("税号是多少", [t("tax-id-invalid", value="", reason="not found")], TAX),
         ("我不知道税号", [t("fallback", question="我不知道税号")], IDLE)],
     "expired flow is idle": [ASK, (USCC, [LogUnanswered(USCC), t("fallback", question=USCC)], IDLE,

@@ -7,7 +7,7 @@ import pytest
 
 from bot.config import MatchingConfig
 from bot.kb import load_kb
-from bot.matcher import ANSWER_THRESHOLD, Match, Matcher, attach_matcher
+from bot.understanding.matcher import ANSWER_THRESHOLD, Match, Matcher, attach_matcher
 from tests.conftest import ROOT
 
 
@@ -46,6 +46,44 @@ def test_answers(matcher, text, intent):
     """Typical, typo'd, traditional and voice-style questions get the right answer."""
     result = matcher.match(text)
     assert (result.decision, result.intent) == ("answer", intent), result
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("乐企到底藏哪了", "leqi-channel-missing"),                       # slang: where did it hide
+    ("leqi通道在数电配置里没出来", "leqi-channel-missing"),           # pinyin typed in Latin letters
+    ("LEQI tongdao bu xianshi", "leqi-channel-missing"),              # all pinyin
+    ("cache key怎么写", "leqi-ids-swapped"),                          # English words of the FAQ
+    ("ID swap了, backend still old data", "leqi-ids-swapped"),
+    ("客服说后台改好了，我这还是看不到", "leqi-channel-missing"),     # a follow-up: it still does not show
+    ("我是上海一家公司的会计，昨天刚接手工作，前任说乐企联用的邀请接受过了，今天一看数电配置里根本"
+     "没有乐企通道，领导催得急，麻烦看看", "leqi-channel-missing"),   # the problem in the middle of context
+    ("那我是要重新登录一下再去数电配置点更新吗", "leqi-channel-missing"),  # a question about step 3
+    ("两个单位ID调转咗，改返啦但系后台仲系旧嘅", "leqi-ids-swapped"),   # Cantonese
+    ("在马", "greeting"), ("3q", "thanks"), ("你都能帮我干点啥", "help"), ("好的我试试", "thanks"),
+    ("客服", "human-agent"), ("我要投诉", "human-agent"), ("能不能让人工来处理", "human-agent"),
+])
+def test_understands_people_as_they_write(matcher, text, intent):
+    """Long, colloquial, mixed-language and follow-up messages get the right answer."""
+    result = matcher.match(text)
+    assert (result.decision, result.intent) == ("answer", intent), result
+
+
+@pytest.mark.parametrize("text", [
+    "乐企是什么意思",                                # shares words with both FAQs, is neither
+    "没有收到乐企联用邀请怎么办",                    # the FAQ's premise negated
+    "数电配置里没有乐企通道，不过我们好像压根没收到过邀请",
+    "数电配置里的通道类型有哪些",
+    "使用单位ID在哪里能查到",
+    "乐企的证书在哪下载",                            # a topic no answer has (证书/下载)
+    "电脑浏览器的缓存怎么清",                        # another cache
+    "开发平台里搜bdm_cache_clear提示没有权限",      # the steps, but an access problem
+    "乐企用着不习惯，想把通道改回原来默认的",
+    "发票云客服工作时间",
+])
+def test_look_alikes_are_not_answered(matcher, text):
+    """A question missing a defining concept, or naming an excluding one, is not that FAQ."""
+    result = matcher.match(text)
+    assert result.decision != "answer", result
 
 
 @pytest.mark.parametrize("text", [
@@ -133,6 +171,22 @@ keywords: [额度, 开票额度, 限额]
 ---
 请在电子税局申请调整开票额度。
 """
+FOURTH_INTENT = """---
+id: cert-expired
+title: 乐企证书过期
+question: 乐企开票提示证书过期怎么办？
+kind: faq
+concepts:
+  cert: [证书, 数字证书, 乐企证书, certificate]
+  expired: [过期, 失效, 到期, expired]
+  buy: [购买, 买, 价格, 多少钱]
+needs:
+  - [cert, expired]
+excludes:
+  - [buy]
+---
+请在开发平台重新下载证书。
+"""
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +195,7 @@ def three_faq_matcher(tmp_path_factory) -> Matcher:
     folder = tmp_path_factory.mktemp("kb") / "answers"
     shutil.copytree(ROOT / "answers", folder)
     (folder / "leqi-quota.md").write_text(THIRD_INTENT, encoding="utf-8")
+    (folder / "cert-expired.md").write_text(FOURTH_INTENT, encoding="utf-8")
     return attach_matcher(load_kb(folder)).matcher
 
 
@@ -150,11 +205,15 @@ def three_faq_matcher(tmp_path_factory) -> Matcher:
     ("數電配置沒有樂企通道", "leqi-channel-missing"),
     ("接入单位ID填反了", "leqi-ids-swapped"),
     ("谢谢", "thanks"),
+    ("开票的时候一直提示证书已经失效了", "cert-expired"),      # an author's concepts, no code
+    ("certificate expired了咋办", "cert-expired"),
+    ("证书过期了想买个新的多少钱", None),                      # its `excludes`
+    ("乐企证书在哪下载", None),                                # its need is not there
 ])
 def test_a_third_faq_is_matched_without_code_changes(three_faq_matcher, text, intent):
-    """An author's new FAQ file is matched; the old ones still are."""
+    """An author's new FAQ files are matched (by similarity, or by their own concepts); the old ones still are."""
     result = three_faq_matcher.match(text)
-    assert (result.decision, result.intent) == ("answer", intent), result
+    assert (result.decision == "answer", result.intent) == (intent is not None, intent), result
 
 
 def test_match_is_a_frozen_value():

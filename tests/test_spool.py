@@ -127,7 +127,8 @@ def test_a_spooled_message_comes_back_whole(handler):
 
 def test_a_late_message_queues_its_reply_as_a_customer_message_once(tmp_path):
     """The real service with push_reply: the reply becomes a customer outbox row in the same
-    transaction, on the message's channel; a second drain of the same message queues nothing."""
+    transaction, on the message's channel; a second drain or a late retry of the same message
+    gets nothing more (the customer is told once)."""
     from bot.app import build_parts
     from bot.config import StorageConfig, load_config
     import time
@@ -135,7 +136,9 @@ def test_a_late_message_queues_its_reply_as_a_customer_message_once(tmp_path):
     config = replace(load_config(None), storage=StorageConfig(url=f"sqlite:///{tmp_path}/bot.db"))
     parts = build_parts(config)
     inbound = replace(message(1, text="数电配置里没有乐企联用通道"), channel="wecom")
-    reply = parts.service.handle(inbound, push_reply=True)
-    parts.service.handle(inbound, push_reply=True)
+    assert parts.service.handle(inbound, push_reply=True) is None
+    assert parts.service.handle(inbound, push_reply=True) is None
+    assert parts.service.handle(inbound) is None  # WeChat's late retry: "success", not the reply again
     rows = parts.store.outbox.claim(time.time() + 1, 10, "customer")
-    assert [(r.user, r.payload) for r in rows] == [("oA", {"text": reply, "channel": "wecom"})]
+    assert [(r.user, r.payload["channel"]) for r in rows] == [("oA", "wecom")]
+    assert "税号" in rows[0].payload["text"]

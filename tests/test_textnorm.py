@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
+from bot.understanding.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
 
 KB_READINGS = frozenset({"le", "qi", "lian", "yon", "tong", "dao"})
 
@@ -30,7 +30,7 @@ def test_clean(raw, expected):
     ("改成乐企", "改为乐企"),
     ("修改后", "修改后"),                                       # a canonical word is not rewritten
     ("乐企联用多少钱", "乐企联用费用"),
-    ("缓存键值", "缓存key"),
+    ("额度不够了", "额度不足"),
 ])
 def test_normalize(raw, expected):
     """Fillers go, synonyms become one word, a lone greeting stays."""

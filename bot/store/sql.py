@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Table, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,10 +38,20 @@ class Db:
         on_disk = self.dialect == "sqlite" and not in_memory
         self._write_lock = WriterQueue(self.engine.url.database + ".lock") if on_disk else nullcontext()
         self._conn = None  # set on a Db bound to an open transaction (see `on`)
-        with self.tx(write=True) as conn:
+        self._schema_ready = False
+        try:
+            self._create_schema()
+        except OperationalError as exc:  # a worker (re)starting during an outage must still boot
+            log.warning("store: %s unreachable at start (%s); the schema is checked on first use",
+                        self.engine.url.render_as_string(hide_password=True), type(exc).__name__)
+
+    def _create_schema(self) -> None:
+        """Create missing tables and columns (safe when several workers start at once)."""
+        with self._begin(write=True) as conn:
             self.advisory_lock(conn, SCHEMA_LOCK)
             metadata.create_all(conn)
             add_missing_columns(conn)
+        self._schema_ready = True
         log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
 
     @property
@@ -55,6 +66,14 @@ class Db:
         if self._conn is not None:
             yield self._conn
             return
+        if not self._schema_ready:
+            self._create_schema()
+        with self._begin(write) as conn:
+            yield conn
+
+    @contextmanager
+    def _begin(self, write: bool):
+        """A new transaction on a pooled connection."""
         with self._lock, (self._write_lock if write else nullcontext()), self.engine.connect() as conn:
             with conn.execution_options(immediate=write).begin():
                 yield conn

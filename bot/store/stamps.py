@@ -12,8 +12,9 @@ import logging
 from typing import TYPE_CHECKING
 
 import redis
-from sqlalchemy import Column, Double, String, Table, delete, select, update
+from sqlalchemy import Column, Double, String, Table, bindparam, delete, select, update
 
+from bot.store.prepared import Prepared
 from bot.store.schema import metadata
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,25 @@ class SqlStamps:
     """ReplayCache in the stamps table."""
 
     def __init__(self, db: Db):
-        """Stamps of `db`."""
+        """Stamps of `db`, their statements compiled once (one runs for every message)."""
         self.db = db
+        stamp, dialect = bindparam("stamp"), db.engine.dialect
+        self.new = Prepared(db.insert(stamps).values(stamp=stamp, digest=bindparam("digest"),
+                                                     expires_at=bindparam("expires_at"))
+                            .on_conflict_do_nothing(index_elements=["stamp"]).returning(stamps.c.stamp), dialect)
+        self.found = Prepared(select(stamps.c.digest, stamps.c.expires_at).where(stamps.c.stamp == stamp), dialect)
+        self.take = Prepared(update(stamps).where(stamps.c.stamp == stamp)
+                             .values(digest=bindparam("new_digest"), expires_at=bindparam("until")), dialect)
 
     def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
         """INSERT … ON CONFLICT DO NOTHING; an expired entry is taken over."""
-        insert_new = (self.db.insert(stamps).values(stamp=stamp, digest=digest, expires_at=expires_at)
-                      .on_conflict_do_nothing(index_elements=["stamp"]).returning(stamps.c.stamp))
         with self.db.tx(write=True) as conn:
-            if conn.execute(insert_new).first() is not None:
+            if self.new.first(conn, stamp=stamp, digest=digest, expires_at=expires_at) is not None:
                 return digest
-            first, until = conn.execute(select(stamps.c.digest, stamps.c.expires_at)
-                                        .where(stamps.c.stamp == stamp)).one()
+            first, until = self.found.first(conn, stamp=stamp)
             if until >= now:
                 return first
-            conn.execute(update(stamps).where(stamps.c.stamp == stamp)
-                         .values(digest=digest, expires_at=expires_at))
+            self.take.run(conn, stamp=stamp, new_digest=digest, until=expires_at)
             return digest
 
     def purge_stamps(self, now: float) -> int:

@@ -1,0 +1,1 @@
+"""Author and ops tools: check, eval, explain, report, chat."""

@@ -1,0 +1,1 @@
+"""Understanding what customers write: normalisation, sounds, concepts, similarity, the matcher, commands."""

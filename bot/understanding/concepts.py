@@ -1,0 +1,138 @@
+"""Concept spotting: which named concepts a text mentions, and where.
+
+A concept is a group of variants (lexicon.yaml, or an answer file's `concepts`). A variant of two or
+more tokens is matched by its sound (乐琪 = 乐企, 连用 = 联用); a one-character variant only by the
+character itself (填 is not 天, 好 is not 号). Every occurrence of every variant is found, overlaps
+included (没乐企: 没了 by sound and 乐企 both), but a mention inside a longer mention of another concept
+does not count (显示 inside 不显示, 没 inside 没问题). A gap variant "A…B" is A followed by B within
+GAP_TOKENS tokens of the same clause (没收到…邀请 matches 没收到乐企联用的邀请).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from bot.understanding.lexicon import Concept, is_plain, split_gap
+
+GAP_TOKENS = 8  # words between the parts of a gap variant (没收到乐企联用的邀请 = 6 tokens)
+CLAUSE_MARK = "\x01"  # separates clauses in a text key; never part of a variant key
+_END = ""  # trie key of the concepts a path ends
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One mention of a concept: its name and token span [start, end) in the text key."""
+
+    concept: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A gap variant: its concept and the part names it is assembled from."""
+
+    concept: str
+    parts: tuple[str, ...]
+
+
+class Spotter:
+    """Finds the mentions of a fixed set of concepts in a sound key (and its characters)."""
+
+    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str]):
+        """Compile every variant of `concepts`; `key_of` turns a variant into its sound key."""
+        self.trie: dict = {}
+        self.singles: dict[str, set[str]] = {}  # exact one-token variants: char (or word code) → concepts
+        self.gaps: list[Gap] = []
+        concepts = list(concepts)
+        self.nested = frozenset(c.name for c in concepts if c.nested)
+        for concept in concepts:
+            for number, variant in enumerate(concept.variants):
+                if is_plain(variant):
+                    self._add(variant, concept.name, key_of)
+                    continue
+                parts = tuple(f"\x02{concept.name}#{number}.{i}" for i in range(len(split_gap(variant))))
+                for part, text in zip(parts, split_gap(variant)):
+                    self._add(text, part, key_of)
+                self.gaps.append(Gap(concept.name, parts))
+        self.gaps_by_first: dict[str, list[Gap]] = {}
+        for gap in self.gaps:
+            self.gaps_by_first.setdefault(gap.parts[0], []).append(gap)
+
+    def _add(self, text: str, name: str, key_of: Callable[[str], str]) -> None:
+        """Register one plain variant under `name`."""
+        key = key_of(text)
+        if len(key) == 1:
+            single = text.strip() if len(text.strip()) == 1 and not text.strip().isascii() else key
+            self.singles.setdefault(single, set()).add(name)
+        elif key:
+            node = self.trie
+            for code in key:
+                node = node.setdefault(code, {})
+            node.setdefault(_END, set()).add(name)
+
+    def spot(self, key: str, chars: str) -> list[Spot]:
+        """Every mention in `key` (sound codes) / `chars` (the characters, aligned), by position."""
+        found: list[Spot] = []
+        for start in range(len(key)):
+            for name in self.singles.get(chars[start], set()) | self.singles.get(key[start], set()):
+                found.append(Spot(name, start, start + 1))
+            node, end = self.trie, start
+            while end < len(key) and key[end] in node:
+                node = node[key[end]]
+                end += 1
+                found += [Spot(name, start, end) for name in node.get(_END, ())]
+        found = _outermost(found, self.nested)
+        return sorted([s for s in found if not s.concept.startswith("\x02")] + self._assemble(found, key),
+                      key=lambda s: (s.start, s.end, s.concept))
+
+    def _assemble(self, found: list[Spot], key: str) -> list[Spot]:
+        """Spots of gap variants: their parts in order, each within GAP_TOKENS of the last, one clause."""
+        by_part: dict[str, list[Spot]] = {}
+        for spot in found:
+            by_part.setdefault(spot.concept, []).append(spot)
+        out: list[Spot] = []
+        for first in by_part.keys() & self.gaps_by_first.keys():
+            for gap in self.gaps_by_first[first]:
+                chains = [(s.start, s.end) for s in by_part[first]]
+                for part in gap.parts[1:]:
+                    chains = [(a, s.end) for a, b in chains for s in by_part.get(part, ())
+                              if b <= s.start <= b + GAP_TOKENS and CLAUSE_MARK not in key[b:s.start]]
+                out += [Spot(gap.concept, a, b) for a, b in sorted(set(chains))]
+        return out
+
+
+def _owner(concept: str) -> str:
+    """Who defined a concept: an intent ("id/") or the lexicon ("")."""
+    return concept.split("/", 1)[0] if "/" in concept else ""
+
+
+def _outermost(spots: list[Spot], nested: frozenset[str] = frozenset()) -> list[Spot]:
+    """Drop a mention lying strictly inside a longer mention of a concept of the same owner
+    (显示 inside 不显示, 没 inside 没问题); an intent's own concepts may nest (单位ID in 两个单位ID), and
+    gap parts neither hide nor are hidden."""
+    by_start: dict[int, list[Spot]] = {}
+    for spot in spots:
+        if not spot.concept.startswith("\x02"):
+            by_start.setdefault(spot.start, []).append(spot)
+    longest = max((s.end - s.start for s in spots), default=0)
+    kept = []
+    for s in spots:
+        inside = not s.concept.startswith("\x02") and s.concept not in nested and any(
+            o.end >= s.end and o.end - o.start > s.end - s.start and o.concept != s.concept
+            and (_owner(o.concept) == "" or _owner(o.concept) != _owner(s.concept))
+            for start in range(max(0, s.end - longest), s.start + 1) for o in by_start.get(start, ()))
+        if not inside:
+            kept.append(s)
+    return kept
+
+
+def names(spots: Iterable[Spot], start: int = 0, end: int | None = None) -> set[str]:
+    """The concepts mentioned within [start, end)."""
+    return {s.concept for s in spots if s.start >= start and (end is None or s.end <= end)}
+
+
+def satisfied(alternatives: Iterable[tuple[str, ...]], present: set[str]) -> list[tuple[str, ...]]:
+    """The alternatives whose concepts are all present and whose "-name" concepts are all absent."""
+    return [alt for alt in alternatives
+            if all((n[1:] not in present) if n.startswith("-") else (n in present) for n in alt)]

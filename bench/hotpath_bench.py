@@ -4,10 +4,9 @@ Run: python bench/hotpath_bench.py [N] [--storage sqlite|memory|URL]
 Sends N messages of the webhook benchmark's mix (bench/messages.py) through the real app
 (`create_app`, safe mode, a SQLite file unless told otherwise) with Flask's test client, in one
 process, one at a time, and times each part exclusively (a part's time excludes the parts it
-calls): the WeChat protocol (verify, decrypt, parse, encrypt the reply), the replay cache
-(timestamp+nonce, a store write of its own), understanding (the
+calls): the WeChat protocol (verify, decrypt, parse, encrypt the reply), understanding (the
 matcher), templates (every kb.render), the dialogue's own logic, the store (a turn's read and its
-write transaction), and the rest (Flask, WSGI, the service's glue). Prints ms per message.
+write transaction, the replay check of the timestamp+nonce included), and the rest (Flask, WSGI, the service's glue). Prints ms per message.
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from bot.app import create_app  # noqa: E402
 from bot.config import StorageConfig, WeChatConfig, load_config  # noqa: E402
 from tests.e2e_helpers import Account  # noqa: E402
 
-PARTS = ("protocol", "replay cache", "understanding", "templates", "dialogue", "store", "rest")
+PARTS = ("protocol", "understanding", "templates", "dialogue", "store", "rest")
 
 
 class Clock:
@@ -66,7 +65,6 @@ def instrument(app, clock: Clock) -> None:
     kb.short_answer = clock.wrap("templates", kb.short_answer)
     for name in ("open_message", "build_reply"):
         setattr(callback, name, clock.wrap("protocol", getattr(callback, name)))
-    callback.check_replay = clock.wrap("replay cache", callback.check_replay)
     service.dialogue.step = clock.wrap("dialogue", dialogue.step)
     turns = store.turns
     real_turn = turns.turn

@@ -48,8 +48,8 @@ def _phrase(rng: random.Random, core: str) -> str:
 
 def tax_id(rng: random.Random) -> str:
     """A valid 18-character 统一社会信用代码."""
-    body = "91" + "".join(rng.choice("0123456789") for _ in range(4)) + "".join(
-        rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(11))
+    body = "91" + "".join(rng.choice("0123456789") for _ in range(6)) + "".join(
+        rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(9))
     return body + uscc.calc_check_digit(body)
 
 

@@ -58,18 +58,17 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
-    handler = spooling_handler(parts)
-    app.extensions["spool"] = handler
-    handle, stamps = handler, parts.store.stamps
-    app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, stamps=stamps))
+    handle = spooling_handler(parts)
+    app.extensions["spool"] = handle
+    app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle, stamps=stamps))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
-    if start_worker and handler.spool is not None:
-        start_drain_thread(handler)
+    if start_worker and handle.spool is not None:
+        start_drain_thread(handle)
     return app
 
 

@@ -42,6 +42,7 @@ class Intent:
     follow_ups: tuple[tuple[str, ...], ...] = ()  # needs judged on the whole message (short follow-ups)
     excludes: tuple[tuple[str, ...], ...] = ()  # any one present in the message: not this need
     min_coverage: float | None = None  # share of the words around the need that must be its own
+    scope: str = ""  # "clause" | "message": where a need is judged (default: FAQs clause, small talk message)
 
 
 # Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
@@ -123,6 +124,14 @@ def _key_line(raw: str, *keys: str) -> int:
     return next((n for n, text in enumerate(raw.splitlines(), 1) if text.startswith(starts)), 1)
 
 
+def _scope(value, where: str, problems: list[str]) -> str:
+    """`scope`: clause or message, or absent."""
+    if value in (None, "clause", "message"):
+        return value or ""
+    problems.append(f"{where}: scope must be clause or message, not {value!r}")
+    return ""
+
+
 def _coverage(value, where: str, problems: list[str]) -> float | None:
     """`coverage`: a number in (0, 1], or absent."""
     if value is None:
@@ -186,6 +195,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
     intent = Intent(
         concepts=concepts, needs=needs, follow_ups=follow_ups, excludes=excludes,
         min_coverage=_coverage(meta.get("coverage"), f"{path}:{_key_line(raw, 'coverage')}", problems),
+        scope=_scope(meta.get("scope"), f"{path}:{_key_line(raw, 'scope')}", problems),
         id=meta["id"].strip(), title=meta["title"].strip(), question=meta["question"].strip(),
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),

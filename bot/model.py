@@ -6,6 +6,23 @@ from enum import Enum
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """A callback's timestamp+nonce: good for one message until `expires_at` (the replay defence).
+
+    A signed query authenticates only timestamp, nonce and signature, not a plaintext body, so a
+    query captured from a log could carry a forged message: the store keeps which message first
+    used each stamp (in the message's own transaction) until the timestamp leaves the window.
+    """
+
+    name: str  # "<channel>:<timestamp>:<nonce>"
+    expires_at: float  # timestamp + the channel's tolerance
+
+
+class Replay(Exception):
+    """This delivery's timestamp+nonce was already used for another message."""
+
+
+@dataclass(frozen=True)
 class Inbound:
     """One customer message, independent of the channel it came from."""
 
@@ -18,6 +35,7 @@ class Inbound:
     media_id: str = ""
     pic_url: str = ""
     channel: str = "wechat"  # wechat | wecom | cli
+    stamp: Stamp | None = None  # the delivery's timestamp+nonce (None: not from a signed callback)
 
 
 class Stage(str, Enum):

@@ -95,7 +95,7 @@ class OutboxWorker:
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
                  give_up_after: int = GIVE_UP_AFTER, lease: float = DEFAULT_LEASE):
         """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
-        self.outbox, self.turns, self.stamps = store.outbox, store.turns, store.stamps
+        self.outbox, self.turns = store.outbox, store.turns
         self.robot = robot
         self.customer = customer
         self.wecom = wecom
@@ -131,10 +131,9 @@ class OutboxWorker:
         if now - self._purged_at < PURGE_EVERY:
             return
         self._purged_at = now
-        removed = self.turns.purge_messages(now - KEEP_MESSAGES)
-        stamps = self.stamps.purge_stamps(now)
-        if removed or stamps:
-            log.info("outbox: purged %d processed-message key(s), %d replay stamp(s)", removed, stamps)
+        removed = self.turns.purge(now - KEEP_MESSAGES, now)
+        if removed:
+            log.info("outbox: purged %d processed-message key(s) and expired replay stamp(s)", removed)
 
     def _claim(self, now: float) -> list[OutboxRow]:
         """Claim one due row: customer rows, and ops rows only when there is a robot to send them."""

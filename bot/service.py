@@ -111,7 +111,7 @@ class BotService:
         same transaction as a customer-service message instead of being returned for a passive reply.
         """
         key = f"{inbound.channel}:{inbound.msg_id}" if inbound.msg_id else ""
-        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+        with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS, inbound.stamp) as turn:
             if turn.status == "new":
                 return self._process(inbound, key, turn, push_reply)
             if turn.status == "done":
@@ -124,7 +124,7 @@ class BotService:
         deadline = self.clock() + RETRY_WAIT_SECONDS
         while self.clock() < deadline:
             self.sleep(0.1)
-            with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS) as turn:
+            with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS, inbound.stamp) as turn:
                 if turn.status == "done":
                     return turn.reply or None
                 if turn.status == "new":  # the first attempt died: we own it now

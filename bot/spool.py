@@ -28,7 +28,7 @@ from typing import Callable
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.model import Inbound
+from bot.model import Inbound, Replay, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ class Spool:
         return any(self.folder.glob(f"*-{_digest(user)}-*{SUFFIX}"))
 
     def load(self, path: Path) -> Inbound:
-        """The Inbound kept in `path`."""
-        return Inbound(**json.loads(path.read_text(encoding="utf-8")))
+        """The Inbound kept in `path` (its stamp too: the drain still refuses a replay)."""
+        fields = json.loads(path.read_text(encoding="utf-8"))
+        stamp = fields.pop("stamp", None)
+        return Inbound(**fields, stamp=Stamp(**stamp) if stamp else None)
 
     def done(self, path: Path) -> None:
         """Forget a processed message."""
@@ -128,6 +130,10 @@ class Spool:
                 log.warning("spool: store still unavailable (%s); %d message(s) wait",
                             type(exc).__name__, len(self.pending()))
                 return count
+            except Replay:  # kept during the outage, refused now: its stamp was another message's
+                log.warning("spool: %s is a replay (timestamp+nonce of another message); dropped", path.name)
+                self.done(path)
+                continue
             except Exception:  # noqa: BLE001 - a message that breaks the service must not block the rest
                 log.exception("spool: message %s failed; set aside in failed/", path.name)
                 self.set_aside(path)

@@ -98,12 +98,14 @@ def queue(store, target: str, count: int, now=T0, user="u1") -> list[int]:
             for _ in range(count)]
 
 
-def take_turn(store, key: str, user: str = "u1", now: float = T0, work=None, **record) -> tuple[str, str | None]:
+def take_turn(store, key: str, user: str = "u1", now: float = T0, work=None, stamp=None,
+              **record) -> tuple[str, str | None]:
     """One message through the store: ("new", the committed reply) or (status, the stored reply).
 
-    `work(tx)` runs inside the message's transaction (default: it returns TurnRecord(**record)).
+    `work(tx)` runs inside the message's transaction (default: it returns TurnRecord(**record));
+    `stamp` is the delivery's bot.model.Stamp.
     """
-    with store.turns.turn(key, user, now) as turn:
+    with store.turns.turn(key, user, now, stamp=stamp) as turn:
         if turn.status != "new":
             return turn.status, turn.reply
         return "new", turn.commit(work or (lambda tx: TurnRecord(**record)))

@@ -105,7 +105,9 @@ def test_clients_stalling_mid_body_do_not_keep_others_waiting(stack):
         with ThreadPoolExecutor(8) as pool:
             replies = list(pool.map(lambda c: say_within_wechat_timeout(stack, c, "你好"), customers))
         assert all(replies)
-        assert [s.recv(100)[:12] for s in stallers] == [b"HTTP/1.1 408"] * STALLERS
+        # cut off: 408 from the body deadline, or 400 when gunicorn reads the half body first (seen on a
+        # loaded 2-core CI box) — either way the staller gets a client error, never a reply
+        assert all(s.recv(100)[:12] in (b"HTTP/1.1 408", b"HTTP/1.1 400") for s in stallers)
     finally:
         for sock in stallers:
             sock.close()

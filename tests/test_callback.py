@@ -14,6 +14,7 @@ from bot.channels import callback
 from bot.channels.wechat import wechat_channel
 from bot.channels.wecom import wecom_channel
 from bot.config import WeChatConfig, WeComConfig
+from bot.model import Replay, Stamp
 from tests.wechat_sim import (NOW, TENCENT_SAMPLE_KEY, Recorder, WeChatSim, WeComSim, fixture,
                               reply_fields, sha1_signature, text_message, with_query)
 
@@ -39,21 +40,24 @@ WECOM_CHANNEL = wecom_channel(WeComConfig(corp_id=WECOM.app_id, token=WECOM.toke
 
 
 @dataclass
-class MemoryStamps:
-    """A replay cache in a dict that records every call (to prove nothing unauthenticated writes)."""
+class StampedRecorder(Recorder):
+    """A handler with a replay cache in a dict, as the store keeps it (to prove what reaches it)."""
 
     entries: dict = field(default_factory=dict)
 
-    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
-        """The first digest recorded for `stamp`."""
-        return self.entries.setdefault(stamp, digest)
+    def __call__(self, inbound):
+        """Replay for a stamp another message used first; else record and answer."""
+        key = callback.dedupe_key(inbound)
+        if self.entries.setdefault(inbound.stamp.name, key) != key:
+            raise Replay(inbound.stamp.name)
+        return super().__call__(inbound)
 
 
-def post(request: dict, chan: callback.Channel | None = None, stamps=None, handler=None):
+def post(request: dict, chan: callback.Channel | None = None, handler=None):
     """Run a sim's client.open kwargs through the core; (answer, handler)."""
     handler = handler or Recorder()
     answer = callback.receive(chan or channel("compatible"), request["query_string"], request["data"],
-                              float(NOW), handler, stamps)
+                              float(NOW), handler)
     return answer, handler
 
 
@@ -111,11 +115,12 @@ def test_a_stamp_is_good_for_one_message(chan, sim):
     """Two different messages under one timestamp+nonce: the second is a replay (409); the same
     message again under it (a retry) still goes through to the dedupe."""
     mode = "plain" if chan.mode == "plain" else "safe"
-    stamps = MemoryStamps()
+    handler = StampedRecorder()
     first, again, other = (sim.message_request(text_message(text, msg_id=msg_id), mode)
                            for text, msg_id in (("你好", "1"), ("你好", "1"), ("转人工", "2")))
-    assert [post(r, chan, stamps)[0].status for r in (first, again, other)] == [200, 200, 409]
-    assert list(stamps.entries.values()) == [f"{chan.name}:1"]
+    assert [post(r, chan, handler)[0].status for r in (first, again, other)] == [200, 200, 409]
+    assert list(handler.entries.values()) == [f"{chan.name}:1"]
+    assert handler.seen[0].stamp == Stamp(f"{chan.name}:{sim.now}:{sim.nonce}", sim.now + chan.tolerance)
 
 
 def test_dedupe_key_names_channel_and_message():
@@ -161,11 +166,11 @@ def well_formed(answer: callback.Answer, sim: WeChatSim = SIM) -> bool:
 @given(chan=CHANNELS, query=QUERIES, body=BODIES)
 def test_any_bytes_and_any_query_get_a_4xx_or_a_well_formed_reply(chan, query, body):
     """Never an exception, never a 5xx; an unauthenticated request changes nothing."""
-    stamps, handler = MemoryStamps(), Recorder()
-    answer = callback.receive(chan, query, body, float(NOW), handler, stamps)
+    handler = StampedRecorder()
+    answer = callback.receive(chan, query, body, float(NOW), handler)
     assert well_formed(answer)
     if not authenticated(chan, query):
-        assert answer.status >= 400 and handler.seen == [] and stamps.entries == {}
+        assert answer.status >= 400 and handler.seen == [] and handler.entries == {}
 
 
 @given(query=QUERIES)
@@ -189,8 +194,8 @@ def test_a_signed_query_with_any_body_never_fails(mode, body, data):
         for index in data.draw(st.lists(st.integers(0, len(raw) - 1), max_size=4)):
             raw[index] ^= 0x5A
         body = bytes(raw)
-    stamps, handler = MemoryStamps(), Recorder()
-    answer = callback.receive(channel("compatible"), request["query_string"], body, float(NOW), handler, stamps)
+    handler = StampedRecorder()
+    answer = callback.receive(channel("compatible"), request["query_string"], body, float(NOW), handler)
     assert well_formed(answer)
     assert len(handler.seen) == (1 if answer.status == 200 else 0)
 

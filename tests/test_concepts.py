@@ -27,7 +27,7 @@ def key_of(text: str) -> str:
 @pytest.fixture(scope="module")
 def spotter() -> Spotter:
     """A spotter over a small concept set."""
-    return Spotter(CONCEPTS, key_of)
+    return Spotter(CONCEPTS, key_of, rivals=[frozenset(c.name for c in CONCEPTS)])
 
 
 def spot(spotter: Spotter, *clauses: str) -> set[str]:

@@ -17,7 +17,8 @@ def matcher(kb):
 
 @pytest.mark.parametrize("text, intent, verdict, words", [
     ("乐企到底藏哪了", "leqi-channel-missing", "verified", ["leqi(乐企)", "absent(藏哪)"]),
-    ("乐企是什么意思", "leqi-channel-missing", "missing", ["lacks absent"]),
+    ("乐企是什么意思", "leqi-channel-missing", "excluded", ["definition"]),
+    ("乐企联用的通道", "leqi-channel-missing", "missing", ["lacks absent"]),
     ("没有收到乐企联用邀请怎么办", "leqi-channel-missing", "excluded", ["not_invited"]),
     ("乐企通道里没有证书下载", "leqi-channel-missing", "verified", ["does not know: 证书, 下载"]),  # not its words
 ])

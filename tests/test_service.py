@@ -8,7 +8,7 @@ import pytest
 
 from bot.app import build_parts
 from bot.config import OpsConfig, ServerConfig, StorageConfig, load_config
-from bot.model import Inbound
+from bot.model import Inbound, Replay, Stamp
 from bot.store.base import TurnRecord
 from tests.conftest import ROOT
 from tests.fakes import FakeClock
@@ -222,3 +222,14 @@ def test_an_over_long_answer_becomes_its_steps_with_an_absolute_link(tmp_path, c
     built.service.clock = clock
     reply = say(built, "发票怎么重新打印", "m1")
     assert reply == "1. 发票列表 → 打印\n详细步骤：https://bot.example.com/answers/invoice-reprint"
+
+
+def test_a_second_message_under_a_used_stamp_is_a_replay_and_acts_not(parts):
+    """A captured timestamp+nonce carrying another message: Replay (the channel answers 409), no ticket."""
+    stamp = Stamp(f"wechat:{parts.service.clock():.0f}:42", parts.service.clock() + 300)
+    first = Inbound(user="o-user-1", kind="text", text="你好", msg_id="m1", created_at=parts.service.clock(),
+                    stamp=stamp)
+    assert parts.service.handle(first) and parts.service.handle(first) == parts.service.handle(first)
+    with pytest.raises(Replay):
+        parts.service.handle(replace(first, text="转人工", msg_id="m2"))
+    assert parts.store.tickets.list() == []

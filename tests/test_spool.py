@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.model import Inbound
+from bot.model import Inbound, Replay, Stamp
 from bot.spool import Spool, SpoolingHandler
 
 RECEIVED = "消息已收到"
@@ -26,6 +26,7 @@ class FlakyService:
     handled: list = field(default_factory=list)
     pushed: list = field(default_factory=list)
     broken: set = field(default_factory=set)
+    replays: set = field(default_factory=set)
 
     def handle(self, inbound: Inbound, push_reply: bool = False) -> str:
         """Reply, or fail as a stopped database does."""
@@ -33,6 +34,8 @@ class FlakyService:
             raise OperationalError("INSERT", {}, Exception("server closed the connection"))
         if inbound.msg_id in self.broken:
             raise KeyError("a bug in the dialogue")
+        if inbound.msg_id in self.replays:
+            raise Replay(inbound.msg_id)
         (self.pushed if push_reply else self.handled).append(inbound.msg_id)
         return f"答：{inbound.text}"
 
@@ -119,7 +122,8 @@ def test_without_a_spool_store_errors_go_up(tmp_path):
 
 def test_a_spooled_message_comes_back_whole(handler):
     """Every field of the Inbound survives the file (events and images too)."""
-    inbound = replace(message(1), kind="image", media_id="media-1", pic_url="http://x.invalid/p", channel="wecom")
+    inbound = replace(message(1), kind="image", media_id="media-1", pic_url="http://x.invalid/p", channel="wecom",
+                      stamp=Stamp("wecom:1700000000:42", 1700000300))
     handler.service.down = True
     handler(inbound)
     assert handler.spool.load(handler.spool.pending()[0]) == inbound
@@ -142,3 +146,14 @@ def test_a_late_message_queues_its_reply_as_a_customer_message_once(tmp_path):
     rows = parts.store.outbox.claim(time.time() + 1, 10, "customer")
     assert [(r.user, r.payload["channel"]) for r in rows] == [("oA", "wecom")]
     assert "税号" in rows[0].payload["text"]
+
+
+def test_a_replay_kept_during_the_outage_is_dropped_when_drained(handler):
+    """A forged message under another message's stamp could only be spooled (the store was down to
+    check it): the drain's turn refuses it and it is dropped; the real one goes through."""
+    handler.service.down = True
+    handler(message(1))
+    handler(message(2))
+    handler.service.down, handler.service.replays = False, {"m2"}
+    assert handler.drain_once() == 1
+    assert handler.service.pushed == ["m1"] and handler.spool.pending() == []

@@ -65,7 +65,7 @@ def test_purge_messages_forgets_only_old_keys(store):
     """Old dedupe records go; recent ones keep answering retries."""
     take_turn(store, "old", now=T0, reply="r")
     take_turn(store, "new", now=T0 + 100, reply="r2")
-    assert store.turns.purge_messages(T0 + 50) == 1
+    assert store.turns.purge(T0 + 50, T0) == 1
     assert take_turn(store, "old", now=T0 + 200, reply="again") == ("new", "again")
     assert take_turn(store, "new", now=T0 + 200) == ("done", "r2")
 

@@ -3,21 +3,22 @@
 No Flask here: `bot.channels.wechat` and `bot.channels.wecom` are thin adapters that hand this core
 the query, the body and the clock, and turn its `Answer` into an HTTP response. One message goes
   verify (signature, timestamp, nonce) → open (mode, msg_signature, decrypt, parse)
-  → replay check (timestamp+nonce once per message) → the handler → the reply (encrypted if it was).
-Every refusal is a `Rejected` turned into a 4xx here; nothing unauthenticated reaches the
-replay cache or the handler. A handler that fails answers 503, so WeChat retries: a message is
+  → the handler, given the delivery's timestamp+nonce (`Inbound.stamp`) → the reply (encrypted if
+it was). The handler's store checks the stamp in the message's own transaction (once per message)
+and raises `Replay` for a stamp another message used: a 409 here. Every refusal is a `Rejected`
+turned into a 4xx here; nothing unauthenticated reaches the handler. A handler that fails answers 503, so WeChat retries: a message is
 never swallowed by a bare "success".
 """
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Optional
 
 from bot.channels import wxxml
 from bot.channels.wxxml import SUCCESS, Rejected
-from bot.model import Inbound
+from bot.model import Inbound, Replay, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 409
 
 Query = Mapping[str, str]
 Handler = Callable[[Inbound], Optional[str]]
-
-
-class Stamps(Protocol):
-    """The replay cache (bot.store.stamps): which message first used a timestamp+nonce."""
-
-    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
-        """Record `stamp` for `digest` unless known; the digest it was first used for."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,9 @@ def open_message(channel: Channel, query: Query, body: bytes, now: float) -> Ope
     if encrypted:
         fields, crypto = _decrypt(channel, envelope["Encrypt"], query.get("msg_signature", ""),
                                   timestamp, nonce)
-    return Opened(fields, wxxml.to_inbound(fields, channel.name), crypto, timestamp, nonce)
+    stamp = Stamp(f"{channel.name}:{timestamp}:{nonce}", int(timestamp) + channel.tolerance)
+    inbound = replace(wxxml.to_inbound(fields, channel.name), stamp=stamp)
+    return Opened(fields, inbound, crypto, timestamp, nonce)
 
 
 def _check_mode(channel: Channel, query: Query, encrypted: bool) -> None:
@@ -148,24 +144,6 @@ def dedupe_key(inbound: Inbound) -> str:
     return f"{inbound.channel}:{inbound.msg_id}"
 
 
-def check_replay(channel: Channel, opened: Opened, stamps: Stamps | None, now: float) -> None:
-    """Rejected(409) when this timestamp+nonce was already used for a different message."""
-    if stamps is None:
-        return
-    stamp = f"{channel.name}:{opened.timestamp}:{opened.nonce}"
-    digest = dedupe_key(opened.inbound)
-    try:
-        first = stamps.remember_stamp(stamp, digest, int(opened.timestamp) + channel.tolerance, now)
-    except Exception as exc:  # noqa: BLE001 - the store is down: see below
-        if opened.crypto is None:  # a plaintext body is only as good as its stamp: WeChat retries
-            raise Rejected(503, f"replay cache unavailable ({type(exc).__name__})") from None
-        log.warning("%s: replay cache unavailable (%s); an encrypted message is signed whole and its "
-                    "MsgId dedupes it", channel.name, type(exc).__name__)
-        return
-    if first != digest:
-        raise Rejected(409, "replay: timestamp+nonce already used for another message")
-
-
 def build_reply(opened: Opened, text: str, now: float) -> Answer:
     """The passive text reply, encrypted when the request was; "success" when there is none."""
     text = wxxml.strip_control(text or "")
@@ -185,18 +163,16 @@ def refusal(channel: str, method: str, remote: str, status: int, reason: str) ->
 
 
 def receive(channel: Channel, query: Query, body: bytes, now: float, handle: Handler,
-            stamps: Stamps | None = None, remote: str = "") -> Answer:
+            remote: str = "") -> Answer:
     """POST: the whole pipeline for one message; never raises."""
     try:
         opened = open_message(channel, query, body, now)
-        check_replay(channel, opened, stamps, now)
     except Rejected as exc:
         return refusal(channel.name, "POST", remote, exc.status, exc.reason)
-    except Exception:  # noqa: BLE001 - e.g. the replay cache's store is down: WeChat retries
-        log.exception("%s: could not check a POST; answering 503 so WeChat retries", channel.name)
-        return Answer(503, STATUS_TEXT[503])
     try:
         text = handle(opened.inbound)
+    except Replay:
+        return refusal(channel.name, "POST", remote, 409, "replay: timestamp+nonce already used for another message")
     except Exception:  # noqa: BLE001 - the message was not kept: make WeChat retry it
         log.exception("%s: handler failed on %s message %s; answering 503 so WeChat retries",
                       channel.name, opened.inbound.kind, wxxml.mask(opened.inbound.msg_id))

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from wechatpy.crypto import WeChatCrypto
 
 from bot.channels import callback, wxxml
-from bot.channels.callback import Answer, Channel, Handler, Stamps
+from bot.channels.callback import Answer, Channel, Handler
 from bot.channels.deadline import BODY_DEADLINE, read_with_deadline
 from bot.channels.wxxml import Rejected
 from bot.config import WeChatConfig
@@ -44,8 +44,7 @@ def read_request() -> bytes:
     return body
 
 
-def callback_blueprint(channel: Channel, handle: Handler, clock: Clock,
-                       stamps: Stamps | None = None) -> Blueprint:
+def callback_blueprint(channel: Channel, handle: Handler, clock: Clock) -> Blueprint:
     """A blueprint serving GET (verification) and POST (messages) on /<channel>."""
     blueprint = Blueprint(channel.name, __name__)
 
@@ -61,7 +60,7 @@ def callback_blueprint(channel: Channel, handle: Handler, clock: Clock,
             return to_response(callback.refusal(channel.name, "POST", remote, exc.status, exc.reason))
         except HTTPException as exc:  # e.g. the app's own MAX_CONTENT_LENGTH, a client disconnect
             return to_response(callback.refusal(channel.name, "POST", remote, exc.code or 400, exc.name))
-        return to_response(callback.receive(channel, query, body, clock(), handle, stamps, remote))
+        return to_response(callback.receive(channel, query, body, clock(), handle, remote))
 
     if not channel.token:
         log.error("%s: no token configured; every callback will be refused", channel.name)
@@ -79,7 +78,6 @@ def wechat_channel(cfg: WeChatConfig) -> Channel:
     return Channel("wechat", cfg.token, cryptos, cfg.timestamp_tolerance, mode)
 
 
-def wechat_blueprint(cfg: WeChatConfig, handle: Handler, *, clock: Clock = time.time,
-                     stamps: Stamps | None = None) -> Blueprint:
-    """GET/POST /wechat; `handle(inbound)` returns the reply text or None."""
-    return callback_blueprint(wechat_channel(cfg), handle, clock, stamps)
+def wechat_blueprint(cfg: WeChatConfig, handle: Handler, *, clock: Clock = time.time) -> Blueprint:
+    """GET/POST /wechat; `handle(inbound)` returns the reply text or None (raises Replay: 409)."""
+    return callback_blueprint(wechat_channel(cfg), handle, clock)

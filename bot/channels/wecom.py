@@ -16,7 +16,7 @@ from flask import Blueprint
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from bot.channels import wxxml
-from bot.channels.callback import Channel, Handler, Stamps
+from bot.channels.callback import Channel, Handler
 from bot.channels.wechat import Clock, callback_blueprint
 from bot.channels.wxxml import Rejected
 from bot.config import WeComConfig
@@ -62,7 +62,6 @@ def wecom_channel(cfg: WeComConfig) -> Channel:
     return Channel("wecom", cfg.token, cryptos, tolerance, mode="safe", marks_encryption=False)
 
 
-def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time,
-                    stamps: Stamps | None = None) -> Blueprint:
-    """GET/POST /wecom for the WeCom app; `handle(inbound)` returns the reply text or None."""
-    return callback_blueprint(wecom_channel(cfg), handle, clock, stamps)
+def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time) -> Blueprint:
+    """GET/POST /wecom for the WeCom app; `handle(inbound)` returns the reply text or None (raises Replay: 409)."""
+    return callback_blueprint(wecom_channel(cfg), handle, clock)

@@ -1,9 +1,9 @@
-"""The store contract: four small parts (turns, tickets, outbox, tokens), the replay cache, the report.
+"""The store contract: four small parts (turns, tickets, outbox, tokens) plus the authors' report.
 
 Every backend (SQLite, PostgreSQL, Redis in front of either) implements these protocols and
 passes the same contract tests (tests/test_store*.py). One message costs one write transaction:
-`Turns.turn` reads what the dialogue needs, `Turn.commit` runs the performers' writes, the
-dedupe record, state, transcript and analytics inside it.
+`Turns.turn` reads what the dialogue needs, `Turn.commit` runs the claim, the replay check of
+the delivery's timestamp+nonce, the performers' writes, state, transcript and analytics in it.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from bot.model import Session, Ticket
+from bot.model import Session, Stamp, Ticket
 
 if TYPE_CHECKING:
     from bot.store.console import ConsoleStore
@@ -138,16 +138,17 @@ class Turn(Protocol):
 class Turns(Protocol):
     """Dedupe of WeChat's retries, conversation state, transcript: one message at a time."""
 
-    def turn(self, key: str, user: str, now: float,
-             lease: float = CLAIM_LEASE_SECONDS) -> AbstractContextManager[Turn]:
+    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
+             stamp: Stamp | None = None) -> AbstractContextManager[Turn]:
         """Begin handling message `key` ("" = no dedupe) from `user`; a claim older than `lease`
-        without a reply (killed worker) is taken over."""
+        without a reply (killed worker) is taken over. `stamp` is good for this message only:
+        bot.model.Replay (here or at commit) when another message used it before it expired."""
 
     def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
         """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
 
-    def purge_messages(self, older_than: float) -> int:
-        """Forget dedupe records older than the given epoch time; how many."""
+    def purge(self, messages_before: float, now: float) -> int:
+        """Forget dedupe records older than `messages_before` and stamps expired at `now`; how many."""
 
 
 class Tokens(Protocol):
@@ -158,16 +159,6 @@ class Tokens(Protocol):
 
     def put(self, name: str, value: str, expires_at: float) -> None:
         """Cache a token until expires_at ("" invalidates it)."""
-
-
-class ReplayCache(Protocol):
-    """Which message first used a callback's timestamp+nonce, atomically across workers (bot/store/stamps.py)."""
-
-    def remember_stamp(self, stamp: str, digest: str, expires_at: float, now: float) -> str:
-        """Record `stamp` for `digest` unless a live entry exists; the digest it was first used for."""
-
-    def purge_stamps(self, now: float) -> int:
-        """Drop entries that expired before `now`; how many."""
 
 
 class Reports(Protocol):
@@ -189,7 +180,6 @@ class Store:
     tickets: Tickets
     outbox: Outbox
     tokens: Tokens
-    stamps: ReplayCache
     reports: Reports
     close: Callable[[], None]
     console: ConsoleStore  # the ops console's parts (bot/store/console.py), in SQL

@@ -21,31 +21,42 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Session) if f.name != "tax_id"}
 _TYPES = typing.get_type_hints(Session)
 
 
-def _plain(value):
-    """A field value as JSON: enums by value, tuples as lists."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _typed(name: str, value):
-    """A stored value back as the field's type (enum member, tuple)."""
+def _kind(name: str):
+    """The class a field's values have (an Optional's inner class)."""
     hint = _TYPES[name]
-    if value is not None and typing.get_origin(hint) in (typing.Union, types.UnionType):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    kind = typing.get_origin(hint) or hint
+    return typing.get_origin(hint) or hint
+
+
+def _to_json(kind):
+    """How a value of `kind` becomes JSON: enums by value, tuples as lists."""
     if isinstance(kind, type) and issubclass(kind, Enum):
-        return kind(value)
+        return lambda value: value.value if value is not None else None
     if kind is tuple:
-        return tuple(value)
-    return value
+        return lambda value: [item.value if isinstance(item, Enum) else item for item in value]
+    return None
+
+
+def _from_json(kind):
+    """How a stored value becomes a `kind` again (enum member, tuple)."""
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return lambda value: kind(value) if value is not None else None
+    if kind is tuple:
+        return tuple
+    return None
+
+
+_ENCODE = {name: _to_json(_kind(name)) for name in _FIELDS}  # built once: a message encodes one state
+_DECODE = {name: _from_json(_kind(name)) for name in _FIELDS}
 
 
 def encode_session(session: Session) -> str:
     """The state to persist (everything but the tax ID) as JSON text."""
-    data = {name: _plain(getattr(session, name)) for name in _FIELDS}
+    data = {}
+    for name, convert in _ENCODE.items():
+        value = getattr(session, name)
+        data[name] = convert(value) if convert else value
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -57,7 +68,7 @@ def decode_session(raw: str | bytes | dict | None, tax_id: str = "") -> Session:
         data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
         if not isinstance(data, dict):
             raise TypeError(f"state is a {type(data).__name__}")
-        values = {k: _typed(k, v) for k, v in data.items() if k in _FIELDS}
+        values = {k: _DECODE[k](v) if _DECODE[k] else v for k, v in data.items() if k in _FIELDS}
         return Session(**values, tax_id=tax_id or "")
     except (ValueError, TypeError, AttributeError, KeyError):
         log.warning("store: unreadable session state dropped: %.200r", raw)

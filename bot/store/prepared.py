@@ -11,11 +11,11 @@ import fcntl
 import os
 import threading
 
-from sqlalchemy import bindparam, delete, exists, insert, select
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.store.schema import hits, messages, outbox_table, sessions, transcript, unanswered, users
+from bot.store.schema import hits, messages, outbox_table, sessions, stamps, transcript, unanswered, users
 
 
 class WriterQueue:
@@ -59,13 +59,13 @@ class Prepared:
     def __init__(self, statement, dialect):
         """Compile `statement` for `dialect` and remember the parameter order."""
         compiled = statement.compile(dialect=dialect)
-        self.compiled = compiled
         self.sql = compiled.string
         self.order = compiled.positiontup if compiled.positional else None
+        self.literals = compiled.construct_params({}, _check=False)  # values baked into the statement
 
     def params(self, values: dict):
         """DB-API parameters: literals baked into the statement plus `values`."""
-        merged = self.compiled.construct_params(values, _check=False)
+        merged = {**self.literals, **values}
         return tuple(merged[name] for name in self.order) if self.order is not None else merged
 
     def run(self, conn, **values):
@@ -110,13 +110,20 @@ class HotPath:
     def __init__(self, dialect):
         """Compile every hot-path statement for this dialect."""
         make_insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
-        key, user, now = bindparam("key"), bindparam("user"), bindparam("now")
+        key, user, now, stamp = bindparam("key"), bindparam("user"), bindparam("now"), bindparam("stamp")
         tax_id = select(users.c.tax_id).where(users.c.user == user).scalar_subquery()
         statements = {
             "load": select(select(sessions.c.state).where(sessions.c.user == user).scalar_subquery(),
                            tax_id, exists().where(*held_where(user)),
                            select(messages.c.reply).where(messages.c.key == key,
-                                                          messages.c.status == "done").scalar_subquery()),
+                                                          messages.c.status == "done").scalar_subquery(),
+                           select(stamps.c.digest).where(stamps.c.stamp == stamp,
+                                                         stamps.c.expires_at >= now).scalar_subquery()),
+            "stamp_new": make_insert(stamps).values(stamp=stamp, digest=key, expires_at=bindparam("until"))
+            .on_conflict_do_nothing(index_elements=["stamp"]).returning(stamps.c.stamp),
+            "stamp_found": select(stamps.c.digest, stamps.c.expires_at).where(stamps.c.stamp == stamp),
+            "stamp_take": update(stamps).where(stamps.c.stamp == stamp)
+            .values(digest=key, expires_at=bindparam("until")),
             "load_user": select(tax_id, exists().where(*held_where(user))),
             "claim": make_insert(messages).values(key=key, status="claimed", claimed_at=now)
             .on_conflict_do_nothing(index_elements=["key"]).returning(messages.c.key),

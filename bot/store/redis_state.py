@@ -1,10 +1,11 @@
-"""Redis in front of SQL: fast claims, conversation state and tokens shared across hosts.
+"""Redis in front of SQL: dedupe, conversation state and tokens shared across hosts; the rest in SQL.
 
-A message claims its key and reads its state in one Lua call, then writes everything in one SQL
-transaction — including its state and reply, so Redis is a cache: a Redis restart (`shutdown
-nosave`) loses no conversation, and a reply stored in SQL still answers a retry — and then its
-state and reply in one Redis pipeline. A claim without a reply older than the lease (a killed
-worker) is taken over. While Redis is unreachable, turns and tokens run on SQL alone.
+A message checks its delivery's timestamp+nonce, claims its key and reads its state in one Lua
+call (a stamp is recorded with the claim), then writes everything in one SQL transaction —
+including its state and reply, so Redis is a cache: a Redis restart (`shutdown nosave`) loses no
+conversation, and a reply kept in SQL still answers a retry — and then its state and reply in one
+Redis pipeline. A claim without a reply older than the lease (a killed worker) is taken over.
+While Redis is unreachable (REDIS_TIMEOUT), turns and tokens run on SQL alone.
 """
 from __future__ import annotations
 
@@ -14,20 +15,31 @@ from typing import Callable
 
 import redis
 
-from bot.model import SESSION_TTL_SECONDS, Session
+from bot.model import SESSION_TTL_SECONDS, Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.sql import Db, SqlTokens, sql_store
 from bot.store.sql_turns import SqlTurns, SqlWriter, write_record
-from bot.store.stamps import FallbackStamps, RedisStamps
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TTL_SECONDS = 24 * 3600
 REDIS_TIMEOUT = 1.0  # seconds: a Redis that does not answer in 1 s is down; SQL takes over (WeChat waits 5 s)
 
-# KEYS = message key, session key; ARGV = now, lease, ttl. Atomic: at most one caller gets "new".
+# KEYS = message key, session key, stamp key; ARGV = now, lease, ttl, the stamp's expiry ("" = no
+# stamp), the stamp's ttl. Atomic: a stamp another live message used is a replay; at most one
+# caller gets "new". The stamp's expiry is checked against the caller's clock (as SQL does).
 CLAIM_SCRIPT = """
+if ARGV[4] ~= '' then
+  local first = redis.call('HMGET', KEYS[3], 'digest', 'until')
+  if first[1] and first[1] ~= KEYS[1] and tonumber(first[2]) >= tonumber(ARGV[1]) then
+    return {'replay'}
+  end
+  if first[1] ~= KEYS[1] then
+    redis.call('HSET', KEYS[3], 'digest', KEYS[1], 'until', ARGV[4])
+    redis.call('EXPIRE', KEYS[3], ARGV[5])
+  end
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' then
   return {'done', redis.call('HGET', KEYS[1], 'reply')}
@@ -83,36 +95,42 @@ class RedisTurns:
         return f"{self.prefix}{kind}:{name}"
 
     @contextmanager
-    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS):
-        """Claim `key` and read the state in one call; tax ID, held flag (and, when Redis has no
-        state or reply, SQL's) from SQL. Without Redis, the SQL turn."""
+    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
+             stamp: Stamp | None = None):
+        """Check the stamp, claim `key` and read the state in one call; tax ID, held flag (and, when
+        SQL has a newer state or a reply, those) from SQL. Without Redis: the SQL turn."""
         try:
-            status, rest = self._claim_in_redis(key, user, now, lease)
+            status, rest = self._claim_in_redis(key, user, now, lease, stamp)
         except redis.RedisError as exc:
             log.warning("store: Redis unavailable (%s); message %s on SQL alone", type(exc).__name__, key)
-            with self.sql.turn(key, user, now, lease) as turn:
+            with self.sql.turn(key, user, now, lease, stamp) as turn:
                 yield turn
             return
+        if status == "replay":
+            raise Replay(stamp.name)
         if status not in ("new", "takeover"):
             yield RedisTurn(self, key, user, now, status, reply=rest[0] if rest else None)
             return
         if status == "takeover":
             log.warning("store: took over stale claim on message %s", key)
         with self.db.tx() as conn:
-            state, tax_id, held, reply = self.db.hot.load.first(conn, key=key, user=user)
-        if reply is not None:  # answered while Redis was away (or its cache was lost)
+            state, tax_id, held, reply, _ = self.db.hot.load.first(conn, key=key, user=user, stamp="", now=now)
+        if reply is not None:  # answered while Redis was away (or after it lost its cache)
             yield RedisTurn(self, key, user, now, "done", reply=reply)
             return
         session = newer(decode_session(rest[0] if rest else None, tax_id), decode_session(state, tax_id))
         yield RedisTurn(self, key, user, now, "new", session=session, held=bool(held))
 
-    def _claim_in_redis(self, key: str, user: str, now: float, lease: float) -> tuple[str, list]:
+    def _claim_in_redis(self, key: str, user: str, now: float, lease: float,
+                        stamp: Stamp | None) -> tuple[str, list]:
         """(status, [cached state or reply]) from one Lua call (a GET when there is no key)."""
         session_key = self.key("session", user)
         if not key:
             return "new", [self.redis.get(session_key)]
-        status, *rest = self._claim(keys=[self.key("msg", key), session_key],
-                                    args=[repr(now), repr(lease), self.message_ttl])
+        until, ttl = (repr(stamp.expires_at), max(1, int(stamp.expires_at - now) + 1)) if stamp else ("", 0)
+        status, *rest = self._claim(
+            keys=[self.key("msg", key), session_key, self.key("stamp", stamp.name if stamp else "")],
+            args=[repr(now), repr(lease), self.message_ttl, until, ttl])
         return status, rest
 
     def finish(self, key: str, user: str, now: float, record: TurnRecord) -> None:
@@ -132,9 +150,9 @@ class RedisTurns:
         """Last `limit` transcript lines (kept in SQL), oldest first."""
         return self.sql.recent_messages(user, limit)
 
-    def purge_messages(self, older_than: float) -> int:
-        """Dedupe keys expire in Redis by themselves; rows from SQL-only days are purged there."""
-        return self.sql.purge_messages(older_than)
+    def purge(self, messages_before: float, now: float) -> int:
+        """Dedupe and stamp keys expire in Redis by themselves; rows from SQL-only days are purged there."""
+        return self.sql.purge(messages_before, now)
 
 
 class RedisTokens:
@@ -155,7 +173,7 @@ class RedisTokens:
         return None
 
     def put(self, name: str, value: str, expires_at: float) -> None:
-        """Cache a token until expires_at in Redis and SQL (checked against the caller's clock on read)."""
+        """Cache a token until expires_at in SQL and Redis (checked against the caller's clock on read)."""
         self.sql.put(name, value, expires_at)
         try:
             self.redis.hset(f"{self.prefix}token:{name}", mapping={"value": value, "expires_at": repr(expires_at)})
@@ -174,6 +192,4 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         client.close()
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
-                 tokens=RedisTokens(client, prefix, sql.tokens),
-                 stamps=FallbackStamps(RedisStamps(client, prefix), sql.stamps), reports=sql.reports,
-                 close=close, console=sql.console)
+                 tokens=RedisTokens(client, prefix, sql.tokens), reports=sql.reports, close=close, console=sql.console)

@@ -61,6 +61,10 @@ unanswered = Table("unanswered", metadata, Column("id", Integer, primary_key=Tru
                    Column("user", String), Column("text", Text, nullable=False), _t("at"))
 hits = Table("hits", metadata, Column("id", Integer, primary_key=True),
              Column("intent", String, nullable=False), _t("at"))
+# The replay cache: which message first used a callback's timestamp+nonce (bot.model.Stamp),
+# until the timestamp leaves the accepted window; then the timestamp check refuses it anyway.
+stamps = Table("stamps", metadata, Column("stamp", String, primary_key=True),
+               Column("digest", String, nullable=False), Column("expires_at", Double, nullable=False))
 tokens = Table("tokens", metadata, Column("name", String, primary_key=True),
                Column("value", Text, nullable=False), _t("expires_at"))
 

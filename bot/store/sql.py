@@ -18,7 +18,6 @@ from bot.store.console_schema import add_missing_columns
 from bot.store.sql_console import sql_console
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
-from bot.store.stamps import SqlStamps
 from bot.store.gauges import SqlGauges
 
 log = logging.getLogger(__name__)
@@ -47,10 +46,11 @@ class Db:
 
     def _create_schema(self) -> None:
         """Create missing tables and columns (safe when several workers start at once)."""
-        with self._begin(write=True) as conn:
-            self.advisory_lock(conn, SCHEMA_LOCK)
-            metadata.create_all(conn)
-            add_missing_columns(conn)
+        with self._lock, self.engine.connect() as conn:
+            with self._write_lock, conn.execution_options(immediate=True).begin():
+                self.advisory_lock(conn, SCHEMA_LOCK)
+                metadata.create_all(conn)
+                add_missing_columns(conn)
         self._schema_ready = True
         log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
 
@@ -61,21 +61,23 @@ class Db:
         return self.dialect == "postgresql"
 
     @contextmanager
-    def tx(self, write: bool = False):
-        """One transaction (the open one on a bound Db); a SQLite writer takes the lock at BEGIN."""
-        if self._conn is not None:
-            yield self._conn
-            return
+    def connection(self):
+        """One pooled connection (in-memory SQLite: the only one, held under the lock); the schema
+        is made first if the database was unreachable when this Db opened."""
         if not self._schema_ready:
             self._create_schema()
-        with self._begin(write) as conn:
+        with self._lock, self.engine.connect() as conn:
             yield conn
 
     @contextmanager
-    def _begin(self, write: bool):
-        """A new transaction on a pooled connection."""
-        with self._lock, (self._write_lock if write else nullcontext()), self.engine.connect() as conn:
-            with conn.execution_options(immediate=write).begin():
+    def tx(self, write: bool = False, conn=None):
+        """One transaction (the open one on a bound Db), on `conn` or a pooled connection;
+        a SQLite writer queues for the lock first and takes it at BEGIN (IMMEDIATE)."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        with nullcontext(conn) if conn is not None else self.connection() as conn:
+            with self._write_lock if write else nullcontext(), conn.execution_options(immediate=write).begin():
                 yield conn
 
     def on(self, conn) -> Db:
@@ -143,4 +145,4 @@ class SqlReports(SqlGauges):
 def sql_store(db: Db) -> Store:
     """Every part on one SQL database."""
     return Store(turns=SqlTurns(db), tickets=SqlTickets(db), outbox=SqlOutbox(db), tokens=SqlTokens(db),
-                 stamps=SqlStamps(db), reports=SqlReports(db), close=db.close, console=sql_console(db))
+                 reports=SqlReports(db), close=db.close, console=sql_console(db))

@@ -8,16 +8,16 @@ the performers. No claim is ever committed without its reply, so there is nothin
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import delete, func, select
 
-from bot.model import Session
+from bot.model import Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.console_schema import clarified
-from bot.store.schema import messages, transcript
+from bot.store.schema import messages, stamps, transcript
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.gauges import HIT_PREFIX
 
@@ -82,55 +82,79 @@ def write_record(db: Db, conn, user: str, now: float, record: TurnRecord, *, sta
         hot.finish.run(conn, key=key, status="done", reply=record.reply, done_at=now)
 
 
+def remember_stamp(db: Db, conn, stamp: Stamp, key: str, now: float) -> None:
+    """Record that `key` used `stamp` (on the open write transaction); Replay if another message did."""
+    hot = db.hot
+    if hot.stamp_new.first(conn, stamp=stamp.name, key=key, until=stamp.expires_at) is not None:
+        return
+    digest, until = hot.stamp_found.first(conn, stamp=stamp.name)
+    if digest == key:
+        return
+    if until >= now:
+        raise Replay(stamp.name)
+    hot.stamp_take.run(conn, stamp=stamp.name, key=key, until=stamp.expires_at)  # expired: free again
+
+
 class SqlTurn:
     """One message on SQL (see the module docstring)."""
 
-    def __init__(self, db: Db, key: str, user: str, now: float, loaded: tuple, conn=None):
-        """The loaded row (state, tax ID, held flag, stored reply); `conn` = an open transaction to reuse."""
-        state, tax_id, held, reply = loaded
-        self.db, self.key, self.user, self.now, self.conn = db, key, user, now, conn
+    def __init__(self, db: Db, conn, key: str, user: str, now: float, stamp: Stamp | None):
+        """Read the user's state, a stored reply and the stamp's first user, in one statement."""
+        self.db, self.conn, self.key, self.user, self.now = db, conn, key, user, now
+        self.stamp = stamp if key else None
+        state, tax_id, held, reply, first = db.hot.load.first(
+            conn, key=key, user=user, stamp=self.stamp.name if self.stamp else "", now=now)
+        if first is not None and first != key:
+            raise Replay(self.stamp.name)
         self.status, self.reply = ("done", reply) if reply is not None else ("new", None)
         self.session = decode_session(state, tax_id) if reply is None else Session()
         self.held = bool(held)
+        if reply is not None and self.stamp and first is None:  # a retry under a stamp of its own
+            with db.tx(write=True, conn=conn):
+                remember_stamp(db, conn, self.stamp, key, now)
 
     def commit(self, work: Callable[[TurnWriter], TurnRecord]) -> str:
-        """Claim, run `work`, write its record: one transaction (see the module docstring)."""
-        with nullcontext(self.conn) if self.conn is not None else self.db.tx(write=True) as conn:
+        """Claim, check the stamp, run `work`, write its record: one transaction (module docstring)."""
+        with self.db.tx(write=True, conn=self.conn) as conn:
             if self.key and self.db.hot.claim.first(conn, key=self.key, now=self.now) is None:
                 status, reply = self.db.hot.claimed.first(conn, key=self.key)
                 if status == "done":
                     log.info("dedupe: %s was answered by a concurrent attempt", self.key)
                     return reply
+            if self.stamp:
+                remember_stamp(self.db, conn, self.stamp, self.key, self.now)
             record = work(SqlWriter(self.db.on(conn), self.user))
             write_record(self.db, conn, self.user, self.now, record, state=True, key=self.key)
         return record.reply
 
 
 class SqlTurns:
-    """Turns, dedupe and transcript on SQL."""
+    """Turns, dedupe, replay stamps and transcript on SQL."""
 
     def __init__(self, db: Db):
         """Turns on `db`."""
         self.db = db
 
     @contextmanager
-    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS):
-        """Read the user's state (and a stored reply); on PostgreSQL the write joins the same transaction."""
-        if self.db.reads_in_write:
-            with self.db.tx(write=True) as conn:
-                yield SqlTurn(self.db, key, user, now, self.db.hot.load.first(conn, key=key, user=user), conn)
-            return
-        with self.db.tx() as conn:
-            loaded = self.db.hot.load.first(conn, key=key, user=user)
-        yield SqlTurn(self.db, key, user, now, loaded)
+    def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
+             stamp: Stamp | None = None):
+        """One connection for the message: SQLite reads outside a transaction (one statement is
+        consistent by itself) and writes in one; PostgreSQL reads and writes in one transaction."""
+        with self.db.connection() as conn:
+            if not self.db.reads_in_write:
+                yield SqlTurn(self.db, conn, key, user, now, stamp)
+                return
+            with self.db.tx(write=True, conn=conn):
+                yield SqlTurn(self.db.on(conn), conn, key, user, now, stamp)
 
     def recent_messages(self, user: str, limit: int = 10) -> list[dict]:
         """Last `limit` transcript lines, oldest first: {"direction", "text", "at"}."""
         with self.db.tx() as conn:
             return recent_lines(conn, user, limit)
 
-    def purge_messages(self, older_than: float) -> int:
-        """Delete dedupe rows older than the given epoch time."""
+    def purge(self, messages_before: float, now: float) -> int:
+        """Delete dedupe rows older than `messages_before` and stamps expired at `now`."""
         with self.db.tx(write=True) as conn:
             when = func.coalesce(messages.c.done_at, messages.c.claimed_at)
-            return conn.execute(delete(messages).where(when < older_than)).rowcount
+            removed = conn.execute(delete(messages).where(when < messages_before)).rowcount
+            return removed + conn.execute(delete(stamps).where(stamps.c.expires_at < now)).rowcount

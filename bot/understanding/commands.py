@@ -23,6 +23,7 @@ COMMAND_COVERAGE = 0.75  # share of a message's words a command must account for
 SHORT_COMMANDS = ("human", "status", "cancel", "forget", "help", "leave_human", "confirm", "ack")
 _UNSURE = ("absent", "still", "question", "error")  # what a "resolved" statement must not contain
 _QUIET = frozenset(FILLERS) | frozenset(COURTESY)
+ALSO = {"human": ("human_request",)}  # concepts that count as a command's own words too (找人工 hides 人工)
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +32,7 @@ def _spotter() -> Spotter:
     lex = lexicon()
     concepts = list(lex.concepts.values())
     concepts += [Concept(f"{c.name}+", c.context) for c in lex.concepts.values() if c.context]
-    return Spotter(concepts, lambda text: "".join(word_keys([clean(text)])))
+    return Spotter(concepts, lambda text: "".join(word_keys([clean(text)])), rivals=(lex.neutral() | lex.topics, lex.commands))
 
 
 @lru_cache(maxsize=2048)
@@ -46,15 +47,17 @@ def _analyse(text: str) -> tuple[tuple[Spot, ...], tuple[tuple[int, int, bool], 
         spans.append((pos, pos + len(key), quiet))
         chars.append(word if len(word) == len(key) and is_han(word[0]) else key)
         pos += len(key)
-    return tuple(spotter.spot("".join(keys), "".join(chars))), tuple(spans)
+    alone = frozenset(start for start, end, _q in spans if end - start == 1)
+    return tuple(spotter.spot("".join(keys), "".join(chars), alone, lexicon().commands)), tuple(spans)
 
 
 def coverage(text: str, name: str) -> float:
     """Share of the message's words that are command `name`'s phrases or context (0 if not mentioned)."""
     spots, spans = _analyse(text)
-    if name not in names(spots):
+    mine = {name, f"{name}+", *ALSO.get(name, ())}
+    if not names(spots) & (mine - {f"{name}+"}):
         return 0.0
-    own = {p for s in spots if s.concept in (name, f"{name}+") for p in range(s.start, s.end)}
+    own = {p for s in spots if s.concept in mine for p in range(s.start, s.end)}
     flags = []
     for start, end, quiet in spans:
         mine = sum(p in own for p in range(start, end)) * 2 >= end - start

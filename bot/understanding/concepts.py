@@ -2,9 +2,10 @@
 
 A concept is a group of variants (lexicon.yaml, or an answer file's `concepts`). A variant of two or
 more tokens is matched by its sound (乐琪 = 乐企, 连用 = 联用); a one-character variant only by the
-character itself (填 is not 天, 好 is not 号). Every occurrence of every variant is found, overlaps
-included (没乐企: 没了 by sound and 乐企 both), but a mention inside a longer mention of another concept
-does not count (显示 inside 不显示, 没 inside 没问题). A gap variant "A…B" is A followed by B within
+character itself (填 is not 天, 好 is not 号), and for the dialogue's commands only as a word of its
+own (the 好 of 你好 is not an acknowledgment). Every occurrence of every variant is found, overlaps
+included (没乐企: 没了 by sound and 乐企 both), but among the lexicon's generic concepts a mention
+inside a longer mention of another one does not count (显示 inside 不显示, 没 inside 没问题). A gap variant "A…B" is A followed by B within
 GAP_TOKENS tokens of the same clause (没收到…邀请 matches 没收到乐企联用的邀请).
 """
 from __future__ import annotations
@@ -39,9 +40,13 @@ class Gap:
 class Spotter:
     """Finds the mentions of a fixed set of concepts in a sound key (and its characters)."""
 
-    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str]):
-        """Compile every variant of `concepts`; `key_of` turns a variant into its sound key."""
+    def __init__(self, concepts: Iterable[Concept], key_of: Callable[[str], str],
+                 rivals: Iterable[frozenset[str]] = ()):
+        """Compile every variant of `concepts`; `key_of` turns a variant into its sound key; within
+        each group of `rivals` (the lexicon's generic concepts; its commands) a longer mention hides
+        a shorter one inside it."""
         self.trie: dict = {}
+        self.rivals = tuple(rivals)
         self.singles: dict[str, set[str]] = {}  # exact one-token variants: char (or word code) → concepts
         self.gaps: list[Gap] = []
         concepts = list(concepts)
@@ -71,18 +76,26 @@ class Spotter:
                 node = node.setdefault(code, {})
             node.setdefault(_END, set()).add(name)
 
-    def spot(self, key: str, chars: str) -> list[Spot]:
-        """Every mention in `key` (sound codes) / `chars` (the characters, aligned), by position."""
+    def spot(self, key: str, chars: str, alone: frozenset[int] = frozenset(),
+             alone_only: frozenset[str] = frozenset(), starts: frozenset[int] | None = None) -> list[Spot]:
+        """Every mention in `key` (sound codes) / `chars` (the characters, aligned), by position.
+
+        A one-character variant of an `alone_only` concept (the commands: 好, 嗯, 对) counts only at
+        `alone`, the positions of one-token words (好 in 好/的 but not in 你好 or 好累). A longer variant
+        starts only where a word starts, when `starts` is given (除了 is not heard in 清除/乐企).
+        """
         found: list[Spot] = []
         for start in range(len(key)):
             for name in self.singles.get(chars[start], set()) | self.singles.get(key[start], set()):
-                found.append(Spot(name, start, start + 1))
+                if start in alone or name.rstrip("+") not in alone_only:
+                    found.append(Spot(name, start, start + 1))
             node, end = self.trie, start
-            while end < len(key) and key[end] in node:
+            while (starts is None or start in starts) and end < len(key) and key[end] in node:
                 node = node[key[end]]
                 end += 1
                 found += [Spot(name, start, end) for name in node.get(_END, ())]
-        found = _outermost(found, self.nested)
+        for group in self.rivals:
+            found = _outermost(found, group - self.nested)
         return sorted([s for s in found if not s.concept.startswith("\x02")] + self._assemble(found, key),
                       key=lambda s: (s.start, s.end, s.concept))
 
@@ -102,25 +115,18 @@ class Spotter:
         return out
 
 
-def _owner(concept: str) -> str:
-    """Who defined a concept: an intent ("id/") or the lexicon ("")."""
-    return concept.split("/", 1)[0] if "/" in concept else ""
-
-
-def _outermost(spots: list[Spot], nested: frozenset[str] = frozenset()) -> list[Spot]:
-    """Drop a mention lying strictly inside a longer mention of a concept of the same owner
-    (显示 inside 不显示, 没 inside 没问题); an intent's own concepts may nest (单位ID in 两个单位ID), and
-    gap parts neither hide nor are hidden."""
+def _outermost(spots: list[Spot], rivals: frozenset[str]) -> list[Spot]:
+    """Drop a mention of a rival concept lying strictly inside a longer mention of another rival
+    (显示 inside 不显示, 没 inside 没问题); other concepts nest freely (单位ID in 两个单位ID, 弄好 in 弄好了)."""
     by_start: dict[int, list[Spot]] = {}
     for spot in spots:
-        if not spot.concept.startswith("\x02"):
+        if spot.concept in rivals:
             by_start.setdefault(spot.start, []).append(spot)
     longest = max((s.end - s.start for s in spots), default=0)
     kept = []
     for s in spots:
-        inside = not s.concept.startswith("\x02") and s.concept not in nested and any(
+        inside = s.concept in rivals and any(
             o.end >= s.end and o.end - o.start > s.end - s.start and o.concept != s.concept
-            and (_owner(o.concept) == "" or _owner(o.concept) != _owner(s.concept))
             for start in range(max(0, s.end - longest), s.start + 1) for o in by_start.get(start, ()))
         if not inside:
             kept.append(s)

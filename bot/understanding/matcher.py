@@ -84,6 +84,7 @@ class Matcher:
         self.verifier = Verifier(kb, self.similarity, lambda text: sound_key(clean(text), prefer))
         self.with_needs = frozenset(iid for iid, i in kb.intents.items() if i.needs or i.follow_ups)
         self.kinds = {iid: i.kind for iid, i in kb.intents.items()}
+        self.handoffs = frozenset(iid for iid, i in kb.intents.items() if i.then == "handoff" and i.kind != "faq")
         self.floors = {iid: i.min_coverage or (MIN_COVERAGE if i.kind == "faq" else MIN_SMALLTALK_COVERAGE)
                        for iid, i in kb.intents.items()}
 
@@ -108,8 +109,8 @@ class Matcher:
         verdicts = {iid: self.verifier.verdict(analysis, iid) for iid in self.with_needs} if analysis.key else {}
         scores = {iid: round(self._score(iid, feats.get(iid), verdicts.get(iid)), 1)
                   for iid in set(feats) | set(verdicts)}
-        ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p), -p[1], p[0]))
-        match = self.decide(tuple(p for p in ranked[:MAX_CANDIDATES] if p[1] > 0))
+        ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p, verdicts), -p[1], p[0]))
+        match = self.decide(tuple(p for p in ranked[:MAX_CANDIDATES] if p[1] > 0), verdicts)
         exact = next((iid for iid, f in feats.items() if f["exact"]), None)
         if exact is not None:  # the author's own words for this intent
             rest = tuple(c for c in match.candidates if c[0] != exact)[:MAX_CANDIDATES - 1]
@@ -124,9 +125,15 @@ class Matcher:
         verdict = self.verifier.verdict(self.verifier.analyse(text[:MAX_QUESTION_CHARS]), intent_id)
         return self._score(intent_id, None, verdict) >= self.answer_threshold
 
-    def _answerable_faq(self, pair: tuple[str, float]) -> bool:
-        """An FAQ that reaches the threshold ranks before small talk (你好，乐企通道不显示 is the FAQ)."""
-        return self.kinds[pair[0]] == "faq" and pair[1] >= self.answer_threshold
+    def _answerable_faq(self, pair: tuple[str, float], verdicts: dict[str, Verdict]) -> bool:
+        """An FAQ that reaches the threshold ranks before small talk (你好，乐企通道不显示 is the FAQ), and so
+        does an explicit request for a handoff (its `needs`, not a mere mention: …请马上给我转一个真人客服)."""
+        intent_id, score = pair
+        if score < self.answer_threshold:
+            return False
+        verdict = verdicts.get(intent_id)
+        explicit = self.handoffs.__contains__(intent_id) and verdict is not None and not verdict.follow_up
+        return self.kinds[intent_id] == "faq" or explicit
 
     def _score(self, intent_id: str, feature: dict | None, verdict: Verdict | None) -> float:
         """0..100 for one intent: verified need, or similarity alone for intents without needs."""
@@ -141,12 +148,14 @@ class Matcher:
             return COVERAGE_WEIGHT * verdict.coverage  # the need is there, the words are someone else's
         return VERIFIED_BASE + COVERAGE_WEIGHT * verdict.coverage + sim / 10
 
-    def decide(self, candidates: tuple[tuple[str, float], ...]) -> Match:
+    def decide(self, candidates: tuple[tuple[str, float], ...], verdicts: dict[str, Verdict] | None = None) -> Match:
         """Turn ranked candidates into a decision; an answerable FAQ is only ever unsure against another FAQ."""
         top = candidates[0][1] if candidates else 0.0
         if top < self.answer_threshold:
             return Match("none", None, top, candidates)
-        rivals = [c for c in candidates[1:] if not self._answerable_faq(candidates[0]) or self._answerable_faq(c)]
+        verdicts = verdicts or {}
+        first = self._answerable_faq(candidates[0], verdicts)
+        rivals = [c for c in candidates[1:] if not first or self._answerable_faq(c, verdicts)]
         runner_up = rivals[0][1] if rivals else 0.0
         if top - runner_up < self.clarify_margin:
             return Match("clarify", None, top, candidates)

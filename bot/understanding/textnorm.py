@@ -168,16 +168,45 @@ def syllables(text: str, prefer: frozenset[str] = frozenset(), learn: bool = Tru
         spelled = None
         if not learn and "#" + tok not in _TOKEN_CODES:
             spelled = split_pinyin(tok) or (split_pinyin(tok, minimum=1) if tok in also_pinyin else None)
+            spelled = spelled or near_word(tok)
         out.extend(spelled or ("#" + tok,))  # own namespace: the word "si" is not the syllable of 是
     return out
 
 
 def _pinyin_neighbours(texts: list[str]) -> frozenset[str]:
-    """One-syllable Latin words standing next to a pinyin word (bu in "tongdao bu xianshi")."""
+    """One-syllable Latin words in a run of Latin words that holds a pinyin word ("tongdao bu xianshi",
+    "ID tian fan le"): they are pinyin too; the knowledge base's own words (id, log) stay words."""
     toks = [t for text in texts for t in tokens(text)]
-    spelled = [not is_han(t) and split_pinyin(t) is not None for t in toks]
-    return frozenset(t for i, t in enumerate(toks) if not is_han(t) and not spelled[i]
-                     and any(spelled[j] for j in (i - 1, i + 1) if 0 <= j < len(toks)))
+    out: set[str] = set()
+    run: list[str] = []
+    for tok in [*toks, "。"]:
+        if not is_han(tok) and tok != "。":
+            run.append(tok)
+            continue
+        if any(split_pinyin(t) is not None and "#" + t not in _TOKEN_CODES for t in run):
+            out.update(t for t in run if "#" + t not in _TOKEN_CODES)
+        run = []
+    return frozenset(out)
+
+
+LONG_WORD = 8  # a Latin word this long with a typo (fillconbineleqiinfo) is read as the KB word it is closest to
+WORD_TYPOS = 2  # ... at most this many edits away
+
+
+@lru_cache(maxsize=4096)
+def _near_word(token: str, known: int) -> tuple[str, ...] | None:
+    """The knowledge base's long Latin word `token` misspells (cached per size of the code table)."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import Levenshtein
+
+    words_known = [w for w in _TOKEN_CODES if w.startswith("#") and len(w) > LONG_WORD]
+    found = process.extractOne("#" + token, words_known, scorer=Levenshtein.distance, score_cutoff=WORD_TYPOS)
+    return (found[0],) if found else None
+
+
+def near_word(token: str) -> tuple[str, ...] | None:
+    """(KB word,) for a long misspelled Latin word, else None."""
+    return _near_word(token, len(_TOKEN_CODES)) if len(token) >= LONG_WORD else None
 
 
 def _code(token: str, learn: bool, spare: dict[str, str]) -> str:

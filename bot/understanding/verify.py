@@ -23,8 +23,10 @@ MAX_REGION_TOKENS = 24  # a segment longer than this is judged on a window aroun
 REGION_MARGIN = 4  # tokens of context kept on each side of those mentions
 _QUIET = frozenset(FILLERS) | frozenset(COURTESY)  # fillers and courtesy need not be covered either
 MAX_CLAUSES = 24  # clauses analysed per message (WeChat text ≤ 2048 bytes; matched on 400 chars)
-_LATIN_SPACE = re.compile(r"(?<=[A-Za-z0-9_])\s+(?=[A-Za-z0-9_])")
-_CLAUSE_SPLIT = re.compile(r"[^\w\u0001]+")  # punctuation, symbols and (non-Latin) spaces end a clause
+# A space ends a clause between Chinese words (救命 乐企通道人间蒸发了 数电配置里啥也没有), not next to a
+# Latin word (请问 bdm_cache_clear 这个功能……) nor between two (human agent).
+_LATIN_SPACE = re.compile(r"(?<=[A-Za-z0-9_])\s+|\s+(?=[A-Za-z0-9_])")
+_CLAUSE_SPLIT = re.compile(r"([^\w\u0001]+)")  # punctuation, symbols and the other spaces end a clause
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Analysis:
     clauses: tuple[tuple[int, int], ...]  # token spans in key
     words: tuple[tuple[int, int, str, bool], ...]  # (start, end, word, light) per word
     spots: tuple[Spot, ...]
+    question_marks: tuple[bool, ...] = ()  # per clause: ends with ? / ？
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Verdict:
     coverage: float = 0.0
     region: str = ""  # the words judged (for explain)
     uncovered: tuple[str, ...] = ()  # words of the region the intent does not know
+    follow_up: bool = False  # the line found is one of `follow_ups`
 
 
 def qualified(intent_id: str, name: str, own: set[str]) -> str:
@@ -79,6 +83,7 @@ class Verifier:
         self.excludes: dict[str, tuple[tuple[str, ...], ...]] = {}
         self.covering: dict[str, set[str]] = {}
         self.smalltalk = {iid for iid, i in kb.intents.items() if i.kind != "faq"}
+        self.whole = {iid for iid, i in kb.intents.items() if (i.scope or ("message" if i.kind != "faq" else "clause")) == "message"}
         concepts: list[Concept] = list(lex.concepts.values())
         neutral = lex.neutral()
         for iid, intent in kb.intents.items():
@@ -90,13 +95,19 @@ class Verifier:
             needed = {n for alt in self.needs[iid] + self.follow_ups[iid] for n in alt if not n.startswith("-")}
             self.negated[iid] = {n for alt in self.needs[iid] for n in alt if n.startswith("-")}
             self.covering[iid] = needed | {qualified(iid, n, own) for n in own} | neutral
-        self.spotter = Spotter(concepts, key_of)
+        self.spotter = Spotter(concepts, key_of, rivals=(lex.neutral() | lex.topics, lex.commands))
 
     def analyse(self, text: str) -> Analysis:
         """Clauses, words (jieba), sound key and concept mentions of a question."""
-        raw = _LATIN_SPACE.sub("\u0001", unicodedata.normalize("NFKC", text or ""))
-        parts = (clean(part.replace("\u0001", " ")) for part in _CLAUSE_SPLIT.split(raw))
-        clauses = [c for c in parts if c][:MAX_CLAUSES]
+        raw = unicodedata.normalize("NFKC", text or "")
+        for symbol, word in lexicon().symbols:
+            raw = raw.replace(symbol, word)
+        raw = _LATIN_SPACE.sub("\u0001", raw)
+        pieces = _CLAUSE_SPLIT.split(raw + " ")  # [clause, separator, clause, separator, …]
+        parts = [(clean(pieces[i].replace("\u0001", " ")), "?" in pieces[i + 1] if i + 1 < len(pieces) else False)
+                 for i in range(0, len(pieces), 2)]
+        kept = [(c, asked) for c, asked in parts if c][:MAX_CLAUSES]
+        clauses = [c for c, _ in kept]
         cuts = [words(c, self.similarity.segmenter) for c in clauses]
         keys = iter(word_keys([w for cut in cuts for w in cut], self.similarity.prefer, learn=False))
         spans, cut_words, key_parts, char_parts, shown, pos = [], [], [], [], [], 0
@@ -116,8 +127,11 @@ class Verifier:
             shown.append(" | ")
             pos += len(CLAUSE_MARK)
         key, chars = CLAUSE_MARK.join(key_parts), "".join(char_parts)[:-1]
-        spots = tuple(self.spotter.spot(key, chars))
-        return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots)
+        alone = frozenset(start for start, end, _w, _l in cut_words if end - start == 1)
+        starts = frozenset(start for start, _e, _w, _l in cut_words)
+        spots = tuple(self.spotter.spot(key, chars, alone, lexicon().commands, starts))
+        return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
+                        tuple(asked for _c, asked in kept))
 
     def verdict(self, analysis: Analysis, intent_id: str) -> Verdict:
         """Judge one intent with needs against an analysed question."""
@@ -125,22 +139,37 @@ class Verifier:
         hit = satisfied(self.excludes[intent_id], everywhere)
         if hit:
             return Verdict("excluded", excluded_by=tuple(display(n) for n in hit[0]))
-        whole = (analysis.clauses[0][0], analysis.clauses[-1][1]) if analysis.clauses else (0, 0)
-        tries = [(need, whole, True) for need in satisfied(self.follow_ups[intent_id], everywhere)]
-        small = intent_id in self.smalltalk
+        small = intent_id in self.whole
         negated = {n for n in everywhere if f"-{n}" in self.negated[intent_id]}
+        tries = []
         for span, present in self._segments(analysis, intent_id):
-            tries += [(need, span, small) for need in satisfied(self.needs[intent_id], present | negated)]
-        verdicts = [self._judge(analysis, intent_id, need, *span, whole=flag) for need, span, flag in tries]
+            tries += [(need, span, small, False) for need in satisfied(self.needs[intent_id], present | negated)]
+        for span, present in self._asking(analysis, intent_id):
+            tries += [(need, span, True, True) for need in satisfied(self.follow_ups[intent_id], present)]
+        verdicts = [self._judge(analysis, intent_id, need, *span, whole=flag, follow_up=f) for need, span, flag, f in tries]
         return max(verdicts, key=lambda v: v.coverage, default=None) or self._closest(intent_id, everywhere)
 
+    def _asking(self, analysis: Analysis, intent_id: str) -> list[tuple[tuple[int, int], set[str]]]:
+        """Where a follow-up is judged: the segments that hold the message's last question (切到乐企以后，
+        以前的税控盘还需要继续用吗 asks about 税控盘), or the whole message when it asks nothing."""
+        clauses = analysis.clauses
+        marks = analysis.question_marks
+        asked = [i for i, (a, b) in enumerate(clauses) if (i < len(marks) and marks[i]) or any(
+            s.concept == "question" and a <= s.start < b for s in analysis.spots)]
+        if not clauses or not asked or intent_id in self.smalltalk or len(clauses) == 1:
+            whole = (clauses[0][0], clauses[-1][1]) if clauses else (0, 0)
+            return [(whole, names(analysis.spots))] if clauses else []
+        last = asked[-1]
+        return [(span, present) for span, present in self._segments(analysis, intent_id)
+                if span[0] <= clauses[last][0] and clauses[last][1] <= span[1]]
+
     def _segments(self, analysis: Analysis, intent_id: str) -> list[tuple[tuple[int, int], set[str]]]:
-        """(span, concepts in it) — small talk: the whole message; FAQs: every run of up to
-        MAX_SEGMENT_CLAUSES clauses."""
+        """(span, concepts in it) — scope "message" (small talk): the whole message; "clause" (FAQs):
+        every run of up to MAX_SEGMENT_CLAUSES clauses."""
         clauses = analysis.clauses
         if not clauses:
             return []
-        if intent_id in self.smalltalk:
+        if intent_id in self.whole:
             return [((clauses[0][0], clauses[-1][1]), names(analysis.spots))]
         per_clause = [names(analysis.spots, a, b) for a, b in clauses]
         out = []
@@ -151,7 +180,8 @@ class Verifier:
                 out.append(((clauses[i][0], clauses[j][1]), present))
         return out
 
-    def _judge(self, analysis: Analysis, intent_id: str, need, start: int, end: int, whole: bool) -> Verdict:
+    def _judge(self, analysis: Analysis, intent_id: str, need, start: int, end: int, whole: bool,
+               follow_up: bool = False) -> Verdict:
         """Coverage of the words around a satisfied need (of the whole message for follow-ups)."""
         if not whole and end - start > MAX_REGION_TOKENS:
             mentions = [s for s in analysis.spots if s.concept in need and s.start >= start and s.end <= end]
@@ -159,7 +189,7 @@ class Verifier:
             end = min(end, max(s.end for s in mentions) + REGION_MARGIN)
         coverage, region, uncovered = self._coverage(analysis, intent_id, start, end)
         return Verdict("verified", tuple(display(n) for n in need), coverage=coverage,
-                       region=region, uncovered=uncovered)
+                       region=region, uncovered=uncovered, follow_up=follow_up)
 
     def _coverage(self, analysis: Analysis, intent_id: str, start: int, end: int):
         """(coverage, region text, uncovered words) of the tokens in [start, end).
@@ -183,18 +213,20 @@ class Verifier:
             elif size > 1:
                 flags += [key[w_start:w_end] in vocab] * size
             else:
-                flags.append(key[max(0, w_start - 1):w_end] in grams or key[w_start:w_start + 2] in grams)
+                flags.append(key[w_start] in grams or key[max(0, w_start - 1):w_end] in grams
+                             or key[w_start:w_start + 2] in grams)
             if not flags[-1] and not light:
                 uncovered.append(word)
         return weighted_coverage(flags), "".join(region), tuple(uncovered)
 
     def bare_topic(self, analysis: Analysis) -> list[str]:
-        """The FAQs whose own concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
+        """The FAQs whose own need concepts make up the whole question (乐企 / 乐企联用 alone), else []."""
         owners: dict[int, set[str]] = {}
         for spot in analysis.spots:
-            if "/" in spot.concept and not spot.concept.startswith("\x02"):
+            owner = spot.concept.split("/", 1)[0]
+            if "/" in spot.concept and any(spot.concept in line for line in self.needs.get(owner, ())):
                 for pos in range(spot.start, spot.end):
-                    owners.setdefault(pos, set()).add(spot.concept.split("/", 1)[0])
+                    owners.setdefault(pos, set()).add(owner)
         content = [pos for start, end, _w, light in analysis.words if not light for pos in range(start, end)]
         if not content or any(pos not in owners for pos in content):
             return []

@@ -14,12 +14,13 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bot.config import Config, load_config
+from bot.conversation import Conversation, Limits
+from bot.desk import TicketDesk
 from bot.kb import KnowledgeBase, load_kb
 from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
 from bot.spool import Spool, SpoolingHandler, start_drain_thread
 from bot.store import Store, open_store
-from bot.tickets import TicketDesk
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,42 @@ class Parts:
 def build_parts(config: Config, store: Store | None = None) -> Parts:
     """Load the KB, open the store and build the service (no HTTP)."""
     kb = attach_matcher(load_kb(config.answers_dir), config.matching)
+    kb.public_url = public_url = config.server.public_url
     store = store or open_store(config.storage)
-    public_url = config.server.public_url
-    service = BotService(kb, store, public_url, ops_enabled=config.ops is not None)
-    return Parts(config, kb, store, service, service.desk)
+    desk = TicketDesk.of(kb, store, public_url, config.ops is not None, push_channels=push_channels(config),
+                         wecom_ops=bool(config.wecom and config.wecom.ops_users),
+                         fetch_media=MediaFetcher(config, store),
+                         coalesce_seconds=config.handoff.ops_update_seconds)
+    conversation = Conversation(Limits(human_idle_seconds=config.handoff.idle_minutes * 60))
+    service = BotService(kb, store, public_url, ops_enabled=config.ops is not None, desk=desk,
+                         conversation=conversation)
+    return Parts(config, kb, store, service, desk)
+
+
+def push_channels(config: Config) -> frozenset[str]:
+    """The customer channels whose messages can be pushed (else they wait for the next reply)."""
+    wc = config.wecom
+    channels = {"wechat"} if config.wechat.app_secret else set()
+    if wc and wc.corp_id and wc.secret and wc.agent_id:
+        channels.add("wecom")
+    return frozenset(channels)
+
+
+class MediaFetcher:
+    """(channel, media_id) → (content type, bytes) with media/get of that channel's API; the
+    clients (and wechatpy) are made on first use."""
+
+    def __init__(self, config: Config, store: Store):
+        """Remember what the clients need."""
+        self.config, self.store, self._fetch = config, store, None
+
+    def __call__(self, channel: str, media_id: str) -> tuple[str, bytes]:
+        """Download one media file; LookupError when the channel has no API configured."""
+        if self._fetch is None:
+            from bot.channels.media import media_downloader
+
+            self._fetch = media_downloader(self.config, self.store)
+        return self._fetch(channel, media_id)
 
 
 def create_app(config: Config | None = None, start_worker: bool = False, store: Store | None = None) -> Flask:
@@ -62,7 +95,7 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.extensions["spool"] = handle
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, handle))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts)))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
@@ -87,6 +120,16 @@ def spooling_handler(parts: Parts) -> SpoolingHandler:
     folder = spool_folder(parts.config)
     spool = Spool(folder) if folder is not None else None
     return SpoolingHandler(parts.service, spool, lambda: parts.kb.render("received-later"))
+
+
+def _wecom_handler(parts: Parts):
+    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to the bot."""
+    if not parts.config.wecom.ops_users:
+        return parts.service.handle
+    from bot.desk.wecom_ops import WeComOps
+
+    log.info("wecom: %d ops member(s) may answer tickets from the app", len(parts.config.wecom.ops_users))
+    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, parts.service.handle)
 
 
 def _secret_key(config: Config) -> str:

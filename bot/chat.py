@@ -25,16 +25,16 @@ def _mark_done(parts, user: str) -> str:
     open_tickets = parts.store.tickets.list(status="open", user=user)
     if not open_tickets:
         return "（没有处理中的工单）"
-    ticket = parts.desk.resolve(open_tickets[0].id)
+    outcome = parts.desk.resolve(open_tickets[0].id)
     rows = parts.store.outbox.claim(time.time(), limit=50, target="customer")
-    texts = []
+    texts = [row.payload["text"] for row in parts.store.outbox.take_held(user, time.time())]  # cli: no push
     for row in rows:
         if row.user == user:
             texts.append(row.payload["text"])
             parts.store.outbox.sent(row.id, time.time())
         else:  # a chat against a shared store must not swallow real customers' messages
             parts.store.outbox.retry(row.id, row.next_at, "released by chat")
-    return f"（运营已处理 {ticket.number}）\n" + "\n".join(texts)
+    return f"（运营已处理 {outcome.ticket.number}）\n" + "\n".join(texts)
 
 
 def run_chat(parts, stdin: TextIO, stdout: TextIO, user: str = "cli-user") -> int:

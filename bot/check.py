@@ -10,12 +10,14 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta
 
-from bot.kb import (INTENT_VARS, REPLY_LIMIT_BYTES, REQUIRED_INTENTS, TEXT_VARS, Intent,
-                    KBError, KnowledgeBase, load_kb, make_environment)
+from bot.kb import (REPLY_LIMIT_BYTES, REQUIRED_INTENTS, TEXT_VARS, Intent, KBError, KnowledgeBase, load_kb,
+                    make_environment)
+from bot.kb_flows import HANDOFF_REQUIRED, INTENT_VARS, PART_VARS
 
 LONGEST_TAX_ID = "1" * 17 + "X" + "01"  # 20 chars: the longest legacy taxpayer ID
 LONGEST_URL = "https://support.example-invoice-cloud.com/answers/" + "x" * 40
 OPS_LIMIT_BYTES = 4096  # WeCom group robot markdown limit
+MAX_CHARS_BEFORE_ASK = 300  # a phone shows about this much without scrolling (issue 7); the ask follows
 KNOWN_COLLECT = (None, "tax_id")
 KNOWN_THEN = (None, "handoff", "cache_key")
 _PUNCTUATION = set(string.punctuation) | set("，。！？、；：“”‘’（）《》【】…—～·「」『』")
@@ -31,6 +33,8 @@ def check_answers(folder: str | Path) -> list[str]:
     problems += _check_templates(kb)
     problems += _check_similar(kb)
     problems += _check_intent_fields(kb)
+    problems += _check_flows(kb)
+    problems += _check_reply_length(kb)
     problems += _check_required(kb, Path(folder))
     return problems or _check_needs(kb)  # a folder with other problems is not worth matching
 
@@ -65,17 +69,19 @@ def _line_of(path: Path, needle: str, default: int = 1) -> int:
 def _template_start(kb: KnowledgeBase, name: str) -> tuple[Path, int, str]:
     """(file, line where the template source starts, source) for an intent body, short or text."""
     path, line, source = kb.sources[name]
-    if name.endswith("#short"):
-        short_line = _line_of(path, "short:")
-        block = re.match(r"\s*short:\s*[|>]", path.read_text(encoding="utf-8").splitlines()[short_line - 1])
-        line = short_line + 1 if block else short_line
+    if "#" in name:  # a front-matter template: its key's line (the next one for a | or > block)
+        key = name.split("#", 1)[1].split(".")[-1]
+        key_line = _line_of(path, f"{key}:")
+        text = path.read_text(encoding="utf-8").splitlines()[key_line - 1]
+        line = key_line + 1 if re.match(rf"\s*{key}:\s*[|>]", text) else key_line
     return path, line, source
 
 
 def _context(kb: KnowledgeBase, name: str) -> dict | None:
     """Variables the bot passes to template `name`; None for a text the bot never sends."""
-    if name.split("#")[0] in kb.intents:
-        return dict(INTENT_VARS)
+    intent_id, _, part = name.partition("#")
+    if intent_id in kb.intents:
+        return dict(PART_VARS[part] if part else INTENT_VARS)
     return TEXT_VARS.get(name)
 
 
@@ -116,7 +122,8 @@ def _render_problems(kb, name, context, path, start) -> list[str]:
     """Render with the bot's variables (StrictUndefined) and check the byte limits."""
     variants = [context]
     if name.split("#")[0] in kb.intents:
-        variants.append(context | {"tax_id": LONGEST_TAX_ID, "answer_url": LONGEST_URL})
+        longest = {"tax_id": LONGEST_TAX_ID, "answer_url": LONGEST_URL}
+        variants.append(context | {k: v for k, v in longest.items() if k in context})
     texts = []
     for variables in variants:
         try:
@@ -130,7 +137,7 @@ def _render_problems(kb, name, context, path, start) -> list[str]:
 
 def _size_problem(kb, name, size, path, start) -> list[str]:
     """A reply longer than its channel allows, unless a `short` fallback covers it."""
-    limit = OPS_LIMIT_BYTES if name.startswith("ops-") else REPLY_LIMIT_BYTES
+    limit = OPS_LIMIT_BYTES if name.startswith("ops-") or name.endswith("#handoff.ops") else REPLY_LIMIT_BYTES
     if size <= limit:
         return []
     if name in kb.intents and f"{name}#short" in kb.templates:
@@ -176,6 +183,46 @@ def _check_required(kb: KnowledgeBase, folder: Path) -> list[str]:
                  for t in TEXT_VARS if t not in kb.templates]
     return problems
 
+
+
+def _check_flows(kb: KnowledgeBase) -> list[str]:
+    """The flow keys a `then` needs: handoff texts for handoff, with_tax_id for cache_key."""
+    problems = []
+    for intent in kb.intents.values():
+        where = f"{intent.path}:{_line_of(intent.path, 'then:')}"
+        if intent.then == "handoff":
+            missing = [k for k in HANDOFF_REQUIRED if k not in (intent.handoff or {})]
+            if missing:
+                problems.append(f"{where}: then: handoff needs handoff: {', '.join(missing)} (what the "
+                                "customer is told, what ops must do, what the customer gets when done)")
+        elif intent.handoff is not None:
+            problems.append(f"{intent.path}:{_line_of(intent.path, 'handoff:')}: handoff texts are only "
+                            "used with then: handoff")
+        if intent.then == "cache_key" and (intent.collect != "tax_id" or not intent.with_tax_id):
+            problems.append(f"{where}: then: cache_key needs collect: tax_id and with_tax_id "
+                            "(the reply once the tax ID is known)")
+        if intent.live and "still_missing" in (intent.handoff or {}):
+            problems.append(f"{where}: handoff still_missing needs collect (a live conversation has none)")
+    return problems
+
+
+def _check_reply_length(kb: KnowledgeBase) -> list[str]:
+    """An FAQ that asks for a tax ID says what to do in few words: the ask must fit on a phone."""
+    problems = []
+    for intent in kb.intents.values():
+        if intent.collect is None or intent.id not in kb.templates:
+            continue
+        name = f"{intent.id}#reply" if f"{intent.id}#reply" in kb.templates else intent.id
+        try:
+            text = kb.templates[name].render(**INTENT_VARS | {"answer_url": ""}).strip()
+        except Exception:  # noqa: BLE001 - reported by _check_templates
+            continue
+        if len(text) > MAX_CHARS_BEFORE_ASK:
+            path, start, _ = _template_start(kb, name)
+            problems.append(f"{path}:{start}: the reply before the tax-ID ask is {len(text)} characters, "
+                            f"over {MAX_CHARS_BEFORE_ASK}: keep what to do now in `reply` and the rest "
+                            "in the body (the answer page)")
+    return problems
 
 
 def _check_needs(kb: KnowledgeBase) -> list[str]:

@@ -141,7 +141,7 @@ def cmd_ops_user(args) -> int:
 
 
 def cmd_tickets(args) -> int:
-    """tickets list | show ID | resolve ID."""
+    """tickets list | show ID | resolve ID | reply ID TEXT."""
     from bot.report import format_ticket, format_ticket_list
     from bot.tickets import ticket_row
 
@@ -154,18 +154,21 @@ def cmd_tickets(args) -> int:
         else:
             print(format_ticket_list(tickets))
         return 0
+    if args.action in ("resolve", "reply"):
+        outcome = (parts.desk.resolve(args.id, actor=cli_actor()) if args.action == "resolve"
+                   else parts.desk.reply(args.id, " ".join(args.text), actor=cli_actor()))
+        print(outcome.line, file=sys.stdout if outcome.ticket else sys.stderr)
+        return 0 if outcome.outcome not in ("unknown", "empty") else 1
     ticket = parts.store.tickets.get(args.id)
     if ticket is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
-    if args.action == "resolve":
-        ticket = parts.desk.resolve(args.id, actor=cli_actor())
-        print(f"{ticket.number} resolved; the customer's follow-up is queued")
-        return 0
     if args.json:
         print(json.dumps(ticket_row(ticket), ensure_ascii=False, indent=2))
     else:
-        print(format_ticket(ticket, parts.store.tickets.events(args.id)))
+        messages = [(m, parts.desk.delivery_label(m.delivery) if m.delivery else "")
+                    for m in parts.store.conversations.ticket_messages(args.id)]
+        print(format_ticket(ticket, parts.store.tickets.events(args.id), messages))
     return 0
 
 
@@ -234,17 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first day (default: --days ago)")
     report.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="last day (default: today)")
     report.add_argument("--days", type=int, default=7, help="range length without --from (default 7)")
-    tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve tickets")
+    tickets = sub.add_parser("tickets", parents=[common], help="list / show / resolve / reply to tickets")
     actions = tickets.add_subparsers(dest="action", required=True)
     inner = argparse.ArgumentParser(add_help=False)  # SUPPRESS: don't clobber an outer --config
     inner.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
     listing = actions.add_parser("list", parents=[inner])
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--status", choices=["open", "resolved"])
-    for name in ("show", "resolve"):
+    for name in ("show", "resolve", "reply"):
         one = actions.add_parser(name, parents=[inner])
         one.add_argument("id", type=int)
         one.add_argument("--json", action="store_true")
+        if name == "reply":
+            one.add_argument("text", nargs="+", help="what the customer receives")
     sub.add_parser("worker", parents=[common], help="deliver queued messages")
     sub.add_parser("init-db", parents=[common], help="create the database schema")
     add_ops_user_parser(sub, common)

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ANSWERS = PACKAGE_ROOT / "answers"
+MAX_IDLE_MINUTES = 24 * 60  # stores keep conversation state a day (bot.model.STATE_KEEP_SECONDS)
 
 
 class ConfigError(Exception):
@@ -47,6 +48,15 @@ class WeComConfig:
     api_base_url: str = "https://qyapi.weixin.qq.com"
     timestamp_tolerance: int = 300
     http_timeout: float = 5.0
+    ops_users: tuple[str, ...] = ()  # member userids whose app messages are ops commands ("T000123 …")
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    """Live conversations with a person (human mode)."""
+
+    idle_minutes: int = 60  # a live conversation nobody wrote in for this long goes back to the bot
+    ops_update_seconds: int = 30  # what customers write on a ticket reaches ops at most this often per ticket
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class ServerConfig:
     access_log: bool = False  # one log line per request (costs ~4 % of a worker under load)
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server
+    watch_answers: bool = True  # reload answers/ when a file changes (and passes check); SIGHUP always does
     metrics_token: str = ""  # GET /metrics needs "Authorization: Bearer <token>"; "" = loopback clients only
     dev: bool = False  # allow the example/empty token (loopback only): a trial run, never production
     timezone: str = "Asia/Shanghai"  # times in the console and `report` (IANA name)
@@ -120,6 +131,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
     answers_dir: Path = DEFAULT_ANSWERS
     source: str = "<defaults>"
 
@@ -127,6 +139,7 @@ class Config:
 SECTIONS = {
     "wechat": WeChatConfig, "wecom": WeComConfig, "ops": OpsConfig,
     "storage": StorageConfig, "server": ServerConfig, "matching": MatchingConfig,
+    "handoff": HandoffConfig,
 }
 OPTIONAL = ("wecom", "ops")
 
@@ -145,7 +158,7 @@ def _build_section(name: str, cls: type, raw: dict, env: dict, source: str):
     for key, value in values.items():
         default = getattr(cls(), key)
         try:
-            values[key] = _coerce(value, default)
+            values[key] = _coerce(value, default, key)
         except ValueError as exc:
             raise ConfigError(f"{source}: [{name}] {key}: {exc}") from None
     return cls(**values)
@@ -166,10 +179,15 @@ def _accounts(value) -> tuple[OpsAccount, ...]:
     return tuple(accounts)
 
 
-def _coerce(value, default):
+def _coerce(value, default, key: str = ""):
     """Coerce an env string (or TOML value) to the type of the field's default."""
-    if isinstance(default, tuple):
+    if isinstance(default, tuple) and key == "accounts":
         return _accounts(value)
+    if isinstance(default, tuple):  # a list of strings; from an env var, comma-separated
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ValueError("expected a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -210,6 +228,8 @@ def load_config(path: str | os.PathLike | None, env: dict | None = None) -> Conf
             continue
         built[name] = _build_section(name, cls, raw.get(name, {}), env, source)
     config = Config(**built, source=source)
+    if not 1 <= config.handoff.idle_minutes <= MAX_IDLE_MINUTES:
+        raise ConfigError(f"{source}: [handoff] idle_minutes must be 1..{MAX_IDLE_MINUTES}")
     try:
         zone(config.server.timezone)
     except ValueError as exc:

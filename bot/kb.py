@@ -9,6 +9,8 @@ import frontmatter
 import jinja2
 import yaml
 
+from bot.kb_flows import intent_parts, parse_handoff, text_key
+
 REPLY_LIMIT_BYTES = 2048  # WeChat passive text reply limit (UTF-8)
 
 
@@ -37,6 +39,9 @@ class Intent:
     short: str | None  # template used when the full reply exceeds the byte limit
     path: Path
     body_line: int  # line where the body starts (for error messages)
+    reply: str | None = None  # the chat reply when it is shorter than the body (the web page)
+    handoff: dict[str, str] | None = None  # then: handoff — FLOW_PARTS texts (label, customer, ops …)
+    with_tax_id: str | None = None  # then: cache_key — the reply once the tax ID is known
     concepts: tuple = ()  # the intent's own concepts (bot.understanding.lexicon.Concept)
     needs: tuple[tuple[str, ...], ...] = ()  # any one: all its concepts present = this need
     follow_ups: tuple[tuple[str, ...], ...] = ()  # needs judged on the whole message (short follow-ups)
@@ -44,21 +49,30 @@ class Intent:
     min_coverage: float | None = None  # share of the words around the need that must be its own
     scope: str = ""  # "clause" | "message": where a need is judged (default: FAQs clause, small talk message)
 
+    @property
+    def live(self) -> bool:
+        """A handoff with nothing to collect is a live conversation with a person (human mode)."""
+        return self.then == "handoff" and self.collect is None
 
-# Variables each template receives. Intent bodies all get INTENT_VARS; texts get their own.
-INTENT_VARS = {"tax_id": "", "answer_url": "https://example.invalid/answers/x"}
+    @property
+    def label(self) -> str:
+        """What ops call this kind of ticket: `handoff.label`, else the title."""
+        return (self.handoff or {}).get("label") or self.title
+
+
+# Variables each text of answers/texts/ receives (intent templates: bot.kb_flows).
+_OPS_LINK = {"console_url": "https://example.invalid/ops/tickets/1", "wecom": True}
 TEXT_VARS: dict[str, dict] = {
     "welcome": {},
     "fallback": {"question": "样例问题"},
     "clarify": {"options": ["选项一", "选项二"]},
     "ask-tax-id": {"purpose": "leqi-channel-missing", "known_tax_id": ""},
     "tax-id-invalid": {"value": "91110108551385082X", "reason": "check digit"},
-    "tax-id-cached-key": {"tax_id": "91110108551385082Q"},
-    "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "kind": "channel",
-                       "flagged": False},
+    "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flagged": False,
+                       "next": "样例", "live": False},
+    "ticket-exists": {"ticket": "T000001", "live": False},
     "ticket-status": {"tickets": [{"number": "T000001", "status": "open", "title": "样例"}]},
-    "ops-done": {"ticket": "T000001", "tax_id": "91110108551385082Q"},
-    "still-missing": {},
+    "ops-done": {"ticket": "T000001", "tax_id": "91110108551385082Q", "done": "样例"},
     "resolved": {},
     "image-attached": {"ticket": "T000001"},
     "image-no-ticket": {},
@@ -66,15 +80,21 @@ TEXT_VARS: dict[str, dict] = {
     "voice-empty": {},
     "unsupported": {"kind": "location"},
     "tax-id-forgotten": {},
-    "ops-notify": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flags": ["校验位未通过"],
-                   "words": "样例", "time": "2026-01-01 09:00", "console_url": "https://example.invalid/ops/",
-                   "kind": "channel", "user": "o-abc", "transcript": []},
-    "ops-image": {"ticket": "T000001", "pic_url": "https://example.invalid/p.png",
-                  "console_url": "https://example.invalid/ops/"},
+    "human-ack": {},
+    "human-ended": {"reason": "customer"},
+    "ops-notify": {"ticket": "T000001", "label": "样例", "tax_id": "91110108551385082Q",
+                   "flags": ["校验位未通过"], "words": "样例", "time": "2026-01-01 09:00",
+                   "user": "o-abc", "transcript": [], "task": "样例", "live": False} | _OPS_LINK,
+    "ops-update": {"ticket": "T000001", "label": "样例", "live": True, "reopened": False,
+                   "lines": [{"time": "09:00:00", "who": "customer", "text": "样例", "url": ""}]} | _OPS_LINK,
     "ops-reply": {"text": "样例"},
     "received-later": {},
+    "ops-usage": {},
+    "desk-note": {"event": "answered", "title": "样例"},
+    "desk-status": {"action": "reply", "outcome": "queued", "ticket": "T000001"},
 }
 REQUIRED_INTENTS = ("greeting", "thanks", "help", "human-agent")
+
 
 
 def make_environment() -> jinja2.Environment:
@@ -200,7 +220,10 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
         similar=_as_tuple(meta.get("similar"), f"{where} similar", problems),
         keywords=_as_tuple(meta.get("keywords"), f"{where} keywords", problems),
         collect=meta.get("collect"), then=meta.get("then"), kind=kind,
-        images=tuple(images), short=meta.get("short"), path=path, body_line=_body_line(raw),
+        images=tuple(images), short=text_key(meta, "short", where, problems), path=path,
+        body_line=_body_line(raw), reply=text_key(meta, "reply", where, problems),
+        handoff=parse_handoff(meta.get("handoff"), where, problems),
+        with_tax_id=text_key(meta, "with_tax_id", where, problems),
     )
     return intent, post.content
 
@@ -244,12 +267,30 @@ class KnowledgeBase:
         self.templates = templates
         self.sources = sources  # name -> (path, body line, source)
         self.matcher = None
+        self.public_url = ""  # set by the composition root: answer links in replies are absolute
 
     def render(self, name: str, **variables) -> str:
-        """Render an intent body or a text by name; missing variables raise (StrictUndefined)."""
-        is_intent = name.split("#")[0] in self.intents
-        context = ({"tax_id": "", "answer_url": ""} if is_intent else {}) | variables
-        return self.templates[name].render(**context).strip()
+        """Render an intent body or a text by name; missing variables raise (StrictUndefined).
+
+        Intent templates get `tax_id` ("" unless given) and `answer_url` (the absolute link to the
+        answer page when the public URL is known, else "").
+        """
+        intent_id = name.split("#")[0]
+        context = {}
+        if intent_id in self.intents:
+            url = self.answer_url(intent_id, self.public_url) if self.public_url else ""
+            context = {"tax_id": "", "answer_url": url}
+        return self.templates[name].render(**context | variables).strip()
+
+    def chat_reply(self, intent_id: str, **variables) -> str:
+        """What the chat sends for an intent: its `reply` when it has one, else its body."""
+        name = f"{intent_id}#reply"
+        return self.render(name if name in self.templates else intent_id, **variables)
+
+    def part(self, intent_id: str, part: str, **variables) -> str:
+        """An intent's front-matter template (e.g. "handoff.done") rendered, "" when it has none."""
+        name = f"{intent_id}#{part}"
+        return self.render(name, **variables) if name in self.templates else ""
 
     def answer_url(self, intent_id: str, public_url: str = "") -> str:
         """Link to an FAQ's web page (/answers/<id>), absolute when public_url is known."""
@@ -300,8 +341,8 @@ def load_kb(folder: str | Path, strict: bool = True) -> KnowledgeBase:
             continue
         intents[intent.id] = intent
         _compile(env, intent.id, body, path, intent.body_line, problems, templates, sources)
-        if intent.short:
-            _compile(env, f"{intent.id}#short", intent.short, path, 1, problems, templates, sources)
+        for part, source in intent_parts(intent):
+            _compile(env, f"{intent.id}#{part}", source, path, 1, problems, templates, sources)
     for path in sorted((folder / "texts").glob("*.md")):
         raw = path.read_text(encoding="utf-8")
         _compile(env, path.stem, frontmatter.loads(raw).content, path, _body_line(raw),

@@ -44,9 +44,11 @@ class Stage(str, Enum):
     IDLE = "idle"
     AWAITING_TAX_ID = "awaiting_tax_id"
     AWAITING_CHOICE = "awaiting_choice"
+    HUMAN = "human"  # a live conversation with a person: messages go to the ticket and to ops
 
 
-SESSION_TTL_SECONDS = 30 * 60
+SESSION_TTL_SECONDS = 30 * 60  # a tax-ID or choice flow ends after 30 minutes of silence (SPEC 5)
+STATE_KEEP_SECONDS = 24 * 3600  # stores may drop conversation state untouched this long
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Session:
     question: str = ""  # the customer's words that started the flow
     updated_at: float = 0.0
     tax_id: str = ""
+    about: str = ""  # intent whose ticket the conversation is about (an image after "still missing")
+    acked_at: float = 0.0  # HUMAN: when the customer was last told their words reached a person
 
 
 # ---- actions: what `step` asks its caller to do -------------------------------------------
@@ -76,13 +80,32 @@ class Reply:
 
 @dataclass(frozen=True)
 class CreateTicket:
-    """Open a handoff ticket; the caller replies with the rendered `ticket-created` text."""
+    """Open a handoff ticket for an intent (its kind), unless the customer has one open for the same
+    need (same intent, same tax ID): then the words are added to it. The caller replies."""
 
-    kind: str  # "channel" (switch 通道类型) | "human" (general handoff)
     intent: str
     words: str  # the customer's own words
     tax_id: str = ""
     flags: tuple[str, ...] = ()  # e.g. ("校验位未通过",)
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Add the customer's words to their open ticket for `intent` and pass them on to ops (coalesced);
+    `answered` names an FAQ the bot answered them with, noted on the ticket."""
+
+    intent: str
+    text: str
+    answered: str = ""
+
+
+@dataclass(frozen=True)
+class EndHuman:
+    """The live conversation on the customer's `intent` ticket is over: reason "customer" (they left,
+    the ticket closes) or "idle" (nobody wrote for the configured time; the ticket stays open)."""
+
+    intent: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -120,10 +143,12 @@ class LogHit:
 
 @dataclass(frozen=True)
 class AttachImage:
-    """Attach a screenshot to the customer's open/recent ticket; the caller replies."""
+    """Attach a screenshot to the customer's ticket for `about` (an intent), else to their open/recent
+    ticket; the caller replies."""
 
     media_id: str
     pic_url: str = ""
+    about: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,9 +162,17 @@ class EndSession:
 
 
 Action = (
-    Reply | CreateTicket | RememberTaxId | ForgetTaxId | LogUnanswered | LogClarified | LogHit
-    | AttachImage | ShowTickets | EndSession
+    Reply | CreateTicket | Forward | EndHuman | RememberTaxId | ForgetTaxId | LogUnanswered | LogClarified
+    | LogHit    | AttachImage | ShowTickets | EndSession
 )
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """What the desk says about the ticket of a live conversation, given to the dialogue step."""
+
+    open: bool
+    ops_at: float = 0.0  # when ops last wrote to the customer on it (0: never)
 
 
 @dataclass(frozen=True)
@@ -148,7 +181,7 @@ class Ticket:
 
     id: int
     user: str
-    kind: str
+    kind: str  # the intent id (tickets before issue 7: "channel" | "human")
     intent: str
     status: str  # open | resolved
     tax_id: str = ""

@@ -27,20 +27,28 @@ def format_store_report(report: dict, limit: int = 20) -> str:
 
 
 def format_ticket_list(tickets: list[Ticket]) -> str:
-    """One line per ticket (ops need the whole tax ID to act on it)."""
+    """One line per ticket (ops need the whole tax ID to act on it, and its check-digit flag)."""
     if not tickets:
         return "no tickets"
     return "\n".join(
-        f"{t.id:>6}  {t.number}  {t.status:<8}  {t.kind:<7}  {t.tax_id or '-':<20}  "
-        f"{format_time(t.created_at)}  {t.words[:40]}"
+        f"{t.id:>6}  {t.number}  {t.status:<8}  {t.intent[:20]:<20}  {t.tax_id or '-':<20}  "
+        f"{' '.join(t.flags) or '-':<6}  {format_time(t.created_at)}  {t.words[:40]}"
         for t in tickets)
 
 
-def format_ticket(ticket: Ticket, events: list[dict]) -> str:
-    """A ticket with its history."""
+WHO = {"customer": "客户", "ops": "运营", "bot": "机器人", "note": "备注"}
+
+
+def format_ticket(ticket: Ticket, events: list[dict], messages: list = ()) -> str:
+    """A ticket with its conversation (who wrote what, and whether it reached the customer) and history."""
     lines = [f"{ticket.number} ({ticket.status})", f"kind:    {ticket.kind} / {ticket.intent}",
              f"tax id:  {ticket.tax_id or '-'} {' '.join(ticket.flags)}", f"user:    {ticket.user}",
              f"words:   {ticket.words}", f"created: {format_time(ticket.created_at)}"]
     lines += [f"attach:  {a}" for a in ticket.attachments]
+    for message, delivery in messages:
+        status = f"  [{delivery}]" if delivery else ""
+        author = f" {message.author}" if message.author and message.who != "customer" else ""
+        lines.append(f"  {format_time(message.at)}  {WHO.get(message.who, message.who)}{author}: "
+                     f"{message.text}{status}")
     lines += [f"  {format_time(e['at'])}  {e['kind']}  {e.get('detail', '')}" for e in events]
     return "\n".join(lines)

@@ -7,17 +7,20 @@ the message's one write transaction (`Turn.commit`). Each performer returns a ty
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from bot import dialogue
+from bot.conversation import Conversation
+from bot.desk import TicketDesk
 from bot.kb import REPLY_LIMIT_BYTES, KnowledgeBase
-from bot.model import (AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound, LogClarified,
-                       LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Ticket)
+from bot.model import (AttachImage, CreateTicket, EndHuman, EndSession, ForgetTaxId, Forward, Inbound,
+                       LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Stage, Ticket)
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, Turn, TurnRecord, TurnWriter
 from bot.taxid import find_tax_id, mask_tax_id
-from bot.tickets import TicketDesk, fit_bytes, ops_notification
+from bot.tickets import fit_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,12 @@ class Context:
     key: str
     now: float
     tx: TurnWriter
+    later: list[Callable[[], object]] = field(default_factory=list)  # jobs run after the reply
+
+    @property
+    def source(self) -> str:
+        """What makes a ticket write idempotent: the message's dedupe key (or a unique stand-in)."""
+        return self.key or f"{self.inbound.channel}:{self.inbound.user}:{self.now}"
 
 
 # ---- performer results: facts, rendered only by BotService._render --------------------------
@@ -48,10 +57,12 @@ class Said:
 
 @dataclass(frozen=True)
 class TicketOpened:
-    """The message's ticket (`created` False: an earlier attempt opened it)."""
+    """The message's ticket: "created", "retry" (an earlier attempt opened it) or "joined" (the
+    customer's open ticket for the same need took the words); `live` = a conversation with a person."""
 
     ticket: Ticket
-    created: bool
+    how: str
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,16 +103,20 @@ class BotService:
 
     def __init__(self, kb: KnowledgeBase, store: Store, public_url: str = "",
                  ops_enabled: bool = True, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
-        """Wire the knowledge base and store; clock and sleep are injectable for tests."""
+                 sleep: Callable[[float], None] = time.sleep, *, desk: TicketDesk | None = None,
+                 conversation: Conversation | None = None):
+        """Wire the knowledge base, store and desk; clock and sleep are injectable for tests."""
         self.kb, self.store, self.public_url = kb, store, public_url
         self.ops_enabled = ops_enabled
         self.clock, self.sleep = clock, sleep
-        self.desk = TicketDesk(kb, store.tickets, store.outbox, public_url, ops_enabled)
+        self.desk = desk or TicketDesk.of(kb, store, public_url, ops_enabled)
+        self.conversation = conversation or Conversation()
+        self.spawn: Callable[[Callable[[], object]], None] = _in_background  # image downloads
         self.performers: dict[type, Callable[[object, Context], Result]] = {
-            Reply: self._reply, CreateTicket: self._create_ticket, RememberTaxId: self._remember,
-            ForgetTaxId: self._forget, LogUnanswered: self._unanswered, LogHit: self._hit,
-            LogClarified: self._clarified, AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
+            Reply: self._reply, CreateTicket: self._create_ticket, Forward: self._forward,
+            EndHuman: self._end_human, RememberTaxId: self._remember, ForgetTaxId: self._forget,
+            LogUnanswered: self._unanswered, LogHit: self._hit, LogClarified: self._clarified,
+            AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
     def handle(self, inbound: Inbound, push_reply: bool = False) -> str | None:
@@ -134,12 +149,14 @@ class BotService:
 
     def _process(self, inbound: Inbound, key: str, turn: Turn, push_reply: bool = False) -> str | None:
         """Run the dialogue step, then its actions and the turn's record in one transaction."""
-        now = self.clock()
-        session, actions = dialogue.step(turn.session, inbound, self.kb, now)
+        now, later = self.clock(), []
+        state = turn.session
+        view = self.desk.conversation_view(inbound.user, state.purpose) if state.stage is Stage.HUMAN else None
+        session, actions = self.conversation.step(state, inbound, self.kb, now, view)
 
         def work(tx: TurnWriter) -> TurnRecord:
             """The performers, on the message's transaction."""
-            context = Context(inbound, key, now, tx)
+            context = Context(inbound, key, now, tx, later)
             results = [self.performers[type(action)](action, context) for action in actions]
             held = [row.payload["text"] for row in tx.outbox.take_held(inbound.user, now)] if turn.held else []
             record = self._record(inbound, session, results, held)
@@ -147,7 +164,10 @@ class BotService:
                 tx.outbox.queue(reply_row(inbound, record.reply), None, now)
                 return replace(record, reply="")
             return record
-        return turn.commit(work) or None
+        reply = turn.commit(work) or None
+        for job in later:
+            self.spawn(job)
+        return reply
 
     def _record(self, inbound: Inbound, session: Session, results: list[Result], held: list[str]) -> TurnRecord:
         """What the turn keeps: the composed reply, the new state, transcript and analytics."""
@@ -167,9 +187,7 @@ class BotService:
         if isinstance(result, Said):
             return result.text, result.answer_id
         if isinstance(result, TicketOpened):
-            ticket = result.ticket
-            return self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
-                                  kind=ticket.kind, flagged=bool(ticket.flags)), None
+            return self._ticket_text(result), None
         if isinstance(result, ImageFiled):
             if result.ticket is None:
                 return self.kb.render("image-no-ticket"), None
@@ -194,6 +212,17 @@ class BotService:
         short = self.kb.short_answer(answer_id, self.public_url) if answer_id else None
         return short or text
 
+    def _ticket_text(self, opened: TicketOpened) -> str:
+        """What the customer is told about their ticket: created (with the FAQ's handoff.customer
+        text) or the open one their words were added to."""
+        ticket = opened.ticket
+        if opened.how == "joined":
+            return self.kb.render("ticket-exists", ticket=ticket.number, live=opened.live)
+        following = self.kb.part(ticket.intent, "handoff.customer", ticket=ticket.number,
+                                 tax_id=ticket.tax_id, flagged=bool(ticket.flags))
+        return self.kb.render("ticket-created", ticket=ticket.number, tax_id=ticket.tax_id,
+                              flagged=bool(ticket.flags), next=following, live=opened.live)
+
     def _ticket_title(self, ticket: Ticket) -> str:
         """A short title for a ticket: its intent's title."""
         intent = self.kb.intents.get(ticket.intent)
@@ -206,23 +235,29 @@ class BotService:
         return Said(action.text, action.answer_id)
 
     def _create_ticket(self, action: CreateTicket, ctx: Context) -> TicketOpened:
-        """Open the ticket (idempotent on the message) with its ops notification."""
+        """Open the ticket (idempotent on the message; one open ticket per need)."""
         inbound = ctx.inbound
-        draft = Ticket(id=0, user=inbound.user, kind=action.kind, intent=action.intent, status="open",
+        intent = self.kb.intents.get(action.intent)
+        live = bool(intent and intent.live)
+        draft = Ticket(id=0, user=inbound.user, kind=action.intent, intent=action.intent, status="open",
                        tax_id=action.tax_id, flags=action.flags, words=action.words,
                        channel=inbound.channel, created_at=ctx.now)
-        source = ctx.key or f"{inbound.channel}:{inbound.user}:{ctx.now}"
-        transcript = ctx.tx.transcript(TRANSCRIPT_LINES) if action.kind == "human" else []
-        ticket, created = ctx.tx.tickets.create(draft, source, lambda saved: self._notify_rows(saved, transcript))
-        log.info("ticket %s %s for %s (tax id %s)", ticket.number, "created" if created else "reused",
-                 inbound.user, mask_tax_id(ticket.tax_id))
-        return TicketOpened(ticket, created)
+        transcript = ctx.tx.transcript(TRANSCRIPT_LINES) if live else []
+        ticket, how = self.desk.within(ctx.tx).open_ticket(draft, ctx.source, transcript)
+        log.info("ticket %s %s for %s (tax id %s)", ticket.number, how, inbound.user, mask_tax_id(ticket.tax_id))
+        return TicketOpened(ticket, how, live)
 
-    def _notify_rows(self, ticket: Ticket, transcript: list[dict]) -> list[dict]:
-        """The ops message for a newly inserted ticket (none when ops are not configured)."""
-        if not self.ops_enabled:
-            return []
-        return [ops_notification(self.kb, ticket, self.public_url, transcript)]
+    def _forward(self, action: Forward, ctx: Context) -> Noted:
+        """A live conversation's message: onto the ticket and (coalesced) to ops."""
+        desk = self.desk.within(ctx.tx)
+        if desk.forward(ctx.inbound.user, action.intent, action.text, action.answered, ctx.source, ctx.now) is None:
+            log.warning("forward: %s has no open %s ticket", ctx.inbound.user, action.intent)
+        return Noted()
+
+    def _end_human(self, action: EndHuman, ctx: Context) -> Noted:
+        """The live conversation ended (the customer left, or idle)."""
+        self.desk.within(ctx.tx).end_conversation(ctx.inbound.user, action.intent, action.reason, ctx.now)
+        return Noted()
 
     def _remember(self, action: RememberTaxId, ctx: Context) -> Noted:
         """Remember the tax ID for later flows."""
@@ -246,9 +281,16 @@ class BotService:
         return Noted(hit=action.intent)
 
     def _attach(self, action: AttachImage, ctx: Context) -> ImageFiled:
-        """Attach a screenshot to the customer's ticket (None when there is none)."""
-        desk = self.desk.within(ctx.tx)
-        return ImageFiled(desk.attach_image(ctx.inbound.user, action.media_id, action.pic_url, ctx.now))
+        """Attach a screenshot to the ticket the conversation is about (None when there is none);
+        the image itself is downloaded (media/get) after the reply."""
+        inbound = ctx.inbound
+        found = self.desk.within(ctx.tx).attach_image(inbound.user, inbound.channel, action.media_id,
+                                                      action.pic_url, action.about, ctx.now)
+        if found is None:
+            return ImageFiled(None)
+        ticket, attachment_id = found
+        ctx.later.append(lambda: self.desk.download(attachment_id, inbound.channel, action.media_id))
+        return ImageFiled(ticket)
 
     def _show_tickets(self, action: ShowTickets, ctx: Context) -> TicketsListed:
         """The customer's newest tickets."""
@@ -263,3 +305,8 @@ def _masked(text: str) -> str:
     """The question with any tax ID in it masked (analytics never keep a full tax ID)."""
     found = find_tax_id(text)
     return text.replace(found.value, mask_tax_id(found.value)) if found.value else text
+
+
+def _in_background(job: Callable[[], object]) -> None:
+    """Run a job after the reply in a daemon thread (a lost download is retried when ops look)."""
+    threading.Thread(target=job, name="after-turn", daemon=True).start()

@@ -1,17 +1,14 @@
-"""Ticket desk: what ops do to tickets (resolve, reply) and the messages that go with it."""
+"""The messages around tickets: ops markdown (inert customer text), customer rows, JSON rows."""
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 from bot.kb import KnowledgeBase
 from bot.model import Ticket
-from bot.store.base import Outbox, Tickets, TurnWriter
 
 ROBOT_LIMIT_BYTES = 4096
-RECENT_TICKET_SECONDS = 7 * 24 * 3600  # an image within a week of a resolved ticket reopens it
 _MARKDOWN_SPECIAL = str.maketrans({
     "<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "`": "｀", "#": "＃", "_": "＿",
     "\\": "＼", "\n": " ", "\r": " ",
@@ -64,88 +61,52 @@ def format_time(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+MAX_UPDATE_LINES = 20  # lines one coalesced ops update keeps (the newest); the console has them all
+
+
+def _intent_texts(kb: KnowledgeBase, ticket: Ticket) -> tuple[str, bool]:
+    """(label, live) of the ticket's FAQ; a ticket whose FAQ is gone keeps its intent id as label."""
+    intent = kb.intents.get(ticket.intent)
+    return (intent.label, intent.live) if intent else (ticket.intent, False)
+
+
 def ops_notification(kb: KnowledgeBase, ticket: Ticket, public_url: str,
-                     transcript: list[dict] = ()) -> dict:
-    """Outbox row (target ops) announcing a new ticket in the WeCom group."""
+                     transcript: list[dict] = (), wecom: bool = False) -> dict:
+    """Outbox row (target ops) announcing a new ticket in the WeCom group; its FAQ says the task."""
     lines = [{"direction": m["direction"], "text": markdown_safe(m["text"], 200)} for m in transcript]
-    text = kb.render("ops-notify", ticket=ticket.number, tax_id=ticket.tax_id, flags=list(ticket.flags),
-                     words=markdown_safe(ticket.words), time=format_time(ticket.created_at),
-                     console_url=console_url(public_url, ticket.id), kind=ticket.kind,
-                     user=markdown_safe(ticket.user, 64), transcript=lines)
+    label, live = _intent_texts(kb, ticket)
+    task = kb.part(ticket.intent, "handoff.ops", ticket=ticket.number, tax_id=ticket.tax_id,
+                   words=markdown_safe(ticket.words)) if ticket.intent in kb.intents else ""
+    text = kb.render("ops-notify", ticket=ticket.number, label=markdown_safe(label, 64), tax_id=ticket.tax_id,
+                     flags=list(ticket.flags), words=markdown_safe(ticket.words),
+                     time=format_time(ticket.created_at), console_url=console_url(public_url, ticket.id),
+                     user=markdown_safe(ticket.user, 64), transcript=lines, task=task, live=live,
+                     wecom=wecom)
     return {"target": "ops", "user": "", "payload": {"markdown": fit_bytes(text, ROBOT_LIMIT_BYTES)}}
 
 
-def customer_message(ticket: Ticket, text: str) -> dict:
-    """Outbox row (target customer): a customer-service message (WeCom users: next reply)."""
-    return {"target": "customer", "user": ticket.user, "payload": {"text": text, "channel": ticket.channel}}
+def update_line(who: str, text: str, at: float, url: str = "") -> dict:
+    """One line of a coalesced ops update: who (customer | bot | note), inert text, an optional link."""
+    return {"time": time.strftime("%H:%M:%S", time.localtime(at)), "who": who,
+            "text": markdown_safe(text, 300), "url": markdown_url(url) if url else ""}
 
 
-@dataclass(frozen=True)
-class TicketDesk:
-    """Operations on tickets shared by the console and the CLI."""
+def ops_update(kb: KnowledgeBase, ticket: Ticket, lines: list[dict], public_url: str,
+               wecom: bool = False, reopened: bool = False) -> dict:
+    """The payload of a ticket's coalesced ops update ("coalesce": later lines join it)."""
+    label, live = _intent_texts(kb, ticket)
+    kept = lines[-MAX_UPDATE_LINES:]
+    text = kb.render("ops-update", ticket=ticket.number, label=markdown_safe(label, 64), live=live,
+                     reopened=reopened, lines=kept, console_url=console_url(public_url, ticket.id),
+                     wecom=wecom)
+    return {"markdown": fit_bytes(text, ROBOT_LIMIT_BYTES), "lines": kept, "coalesce": "update",
+            "reopened": reopened}
 
-    kb: KnowledgeBase
-    tickets: Tickets
-    outbox: Outbox
-    public_url: str = ""
-    ops_enabled: bool = True
 
-    def within(self, tx: TurnWriter) -> TicketDesk:
-        """The same desk working inside a message's open transaction."""
-        return replace(self, tickets=tx.tickets, outbox=tx.outbox)
-
-    def resolve(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
-        """Mark done; a channel ticket queues FAQ step 3 for the customer. None if unknown."""
-        ticket = self.tickets.get(ticket_id)
-        if ticket is None:
-            return None
-        outbox = []
-        if ticket.kind == "channel" and ticket.status != "resolved":
-            text = self.kb.render("ops-done", ticket=ticket.number, tax_id=ticket.tax_id)
-            outbox.append(customer_message(ticket, text))
-        return self.tickets.resolve(ticket_id, now or time.time(), outbox, actor=actor)
-
-    def reopen(self, ticket_id: int, now: float | None = None, actor: str = "") -> Ticket | None:
-        """Open a resolved ticket again; None if unknown."""
-        return self.tickets.reopen(ticket_id, now or time.time(), actor=actor)
-
-    def reply(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
-        """Queue an ops reply to the ticket's customer, recorded with who sent it; None if unknown."""
-        ticket = self.tickets.get(ticket_id)
-        if ticket is None or not text.strip():
-            return None
-        message = self.kb.render("ops-reply", text=text.strip())
-        return self.tickets.add_event(ticket_id, now or time.time(), "replied", text.strip(), actor,
-                                      outbox=[customer_message(ticket, message)])
-
-    def note(self, ticket_id: int, text: str, now: float | None = None, actor: str = "") -> Ticket | None:
-        """An internal note (never sent to the customer); None if unknown ticket or empty text."""
-        if not text.strip():
-            return None
-        return self.tickets.add_event(ticket_id, now or time.time(), "note", text.strip(), actor)
-
-    def attach_image(self, user: str, media_id: str, pic_url: str, now: float) -> Ticket | None:
-        """Attach to the user's open or recently resolved ticket (reopening it) and tell ops."""
-        ticket = self.recent_ticket(user, now)
-        if ticket is None:
-            return None
-        outbox = []
-        if self.ops_enabled:
-            text = self.kb.render("ops-image", ticket=ticket.number, pic_url=markdown_url(pic_url),
-                                  console_url=console_url(self.public_url, ticket.id))
-            outbox.append({"target": "ops", "user": "", "payload": {"markdown": text}})
-        return self.tickets.attach(ticket.id, pic_url or media_id, now, outbox)
-
-    def recent_ticket(self, user: str, now: float) -> Ticket | None:
-        """The user's newest open ticket, else one resolved within RECENT_TICKET_SECONDS."""
-        tickets = self.tickets.list(user=user)
-        for ticket in tickets:
-            if ticket.status != "resolved":
-                return ticket
-        for ticket in tickets:
-            if ticket.resolved_at and now - ticket.resolved_at <= RECENT_TICKET_SECONDS:
-                return ticket
-        return None
+def customer_message(ticket: Ticket, text: str, held: bool = False) -> dict:
+    """Outbox row (target customer): a customer-service message; `held` keeps it for their next reply."""
+    row = {"target": "customer", "user": ticket.user, "payload": {"text": text, "channel": ticket.channel}}
+    return row | {"status": "held"} if held else row
 
 
 def ticket_row(ticket: Ticket) -> dict:

@@ -19,7 +19,7 @@ ACCOUNTS = (OpsAccount("王", hash_password(PASSWORD)),)
 def console_app(tmp_path, public_url: str = "http://127.0.0.1:8080", **ops):
     """The app over a SQLite file with the console enabled (account 王 and the legacy `ops`)."""
     settings = {"console_password": PASSWORD, "accounts": ACCOUNTS} | ops
-    config = replace(load_config(None), wechat=WeChatConfig(token="tok", app_id="wx1"),
+    config = replace(load_config(None), wechat=WeChatConfig(token="tok", app_id="wx1", app_secret="s3cret"),
                      storage=StorageConfig(url=f"sqlite:///{tmp_path}/bot.db"),
                      server=ServerConfig(public_url=public_url), ops=OpsConfig(**settings))
     return create_app(config)

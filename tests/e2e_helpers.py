@@ -237,16 +237,18 @@ class InFlight:
 
 
 def write_config(folder: Path, port: int, account: Account, backend,
-                 wechat: FakeWeChat, robot: FakeRobot, **storage: str) -> Path:
-    """The server's TOML: safe mode, FakeWeChat as the API, FakeRobot as the ops webhook
-    (`storage`: more [storage] keys, e.g. spool_dir)."""
+                 wechat: FakeWeChat, robot: FakeRobot, extra: dict | None = None) -> Path:
+    """The server's TOML: safe mode, FakeWeChat as the API, FakeRobot as the ops webhook; `extra`
+    adds sections (or keys of sections)."""
     config = {
         "wechat": {"token": account.token, "app_id": account.app_id, "app_secret": wechat.secret,
                    "encoding_aes_key": account.aes_key, "api_base_url": wechat.url},
         "ops": {"webhook_url": robot.webhook_url, "console_password": uuid.uuid4().hex},
-        "storage": {"url": backend.storage_url, "redis_url": backend.redis_url, **storage},
+        "storage": {"url": backend.storage_url, "redis_url": backend.redis_url},
         "server": {"public_url": f"http://127.0.0.1:{port}", "port": port, "access_log": True},
     }
+    for section, values in (extra or {}).items():
+        config[section] = config.get(section, {}) | values
     lines = []
     for section, values in config.items():
         lines.append(f"[{section}]")

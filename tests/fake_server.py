@@ -9,9 +9,18 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A non-JSON answer (a media file), as media/get sends it."""
+
+    content_type: str
+    body: bytes
 
 
 def api_error(code: int, message: str) -> tuple[int, dict]:
@@ -29,10 +38,13 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         status, answer = self.server.fake.answer(self.command, parts.path, query, body)
         time.sleep(self.server.fake.delay)  # a slow remote: it has taken the request, the answer is late
-        data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+        if isinstance(answer, Raw):
+            data, content_type = answer.body, answer.content_type
+        else:
+            data, content_type = json.dumps(answer, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8"
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -173,3 +185,17 @@ class TokenServer(FakeServer):
         if self.tokens[token] <= self.clock():
             return api_error(42001, "access_token expired")
         return None
+
+
+class MediaFiles:
+    """media/get: files users sent (`media[media_id] = (content type, bytes)`), token checked."""
+
+    def _media_get(self, query: dict) -> tuple[int, dict | Raw]:
+        """The file, or 40007 invalid media_id, as WeChat and WeCom answer."""
+        error = self._token_error(query.get("access_token"))
+        if error:
+            return error
+        found = self.media.get(query.get("media_id", ""))
+        if found is None:
+            return api_error(40007, "invalid media_id")
+        return 200, Raw(*found)

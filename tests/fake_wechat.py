@@ -5,7 +5,7 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from tests.fake_server import TokenServer, api_error, parse_json
+from tests.fake_server import MediaFiles, TokenServer, api_error, parse_json
 
 WINDOW_SECONDS = 48 * 3600
 WINDOW_QUOTA = 5
@@ -13,7 +13,7 @@ TOKEN_GRACE = 300  # WeChat keeps the previous token valid for 5 minutes after a
 OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"  # a well-formed openid for tests
 
 
-class FakeWeChat(TokenServer):
+class FakeWeChat(MediaFiles, TokenServer):
     """The Official Account API: /cgi-bin/token and /cgi-bin/message/custom/send.
 
     A customer-service message needs a user message within 48 h (`user_message`) and at
@@ -28,6 +28,7 @@ class FakeWeChat(TokenServer):
         self.quota_used: dict[str, int] = defaultdict(int)
         self.quota = WINDOW_QUOTA
         self.unverified = False
+        self.media: dict[str, tuple[str, bytes]] = {}  # media/get: files users sent
         super().__init__(token_ttl, clock)
 
     def user_message(self, openid: str) -> None:
@@ -37,7 +38,9 @@ class FakeWeChat(TokenServer):
             self.quota_used[openid] = 0
 
     def route(self, method, path, query, body):
-        """Token endpoint or customer-service send."""
+        """Token endpoint, customer-service send or media/get."""
+        if path == "/cgi-bin/media/get" and method == "GET":
+            return self._media_get(query)
         if path == "/cgi-bin/token" and method == "GET":
             return self._issue_token(query)
         if path == "/cgi-bin/message/custom/send" and method == "POST":

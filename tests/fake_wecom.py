@@ -4,12 +4,12 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from tests.fake_server import TokenServer, api_error, parse_json
+from tests.fake_server import MediaFiles, TokenServer, api_error, parse_json
 
 WECOM_USER = "ZhangSan"  # a WeCom member userid for tests
 
 
-class FakeWeCom(TokenServer):
+class FakeWeCom(MediaFiles, TokenServer):
     """A WeCom self-built app's API: /cgi-bin/gettoken and /cgi-bin/message/send (text).
 
     While a token is valid gettoken answers the same one (with the seconds it has left), as
@@ -25,10 +25,13 @@ class FakeWeCom(TokenServer):
         """Serve one app of one corp; `scope` starts empty."""
         self.corp_id, self.secret, self.agent_id = corp_id, secret, agent_id
         self.scope: set[str] = set()
+        self.media: dict[str, tuple[str, bytes]] = {}  # media/get: files users sent
         super().__init__(token_ttl, clock)
 
     def route(self, method, path, query, body):
-        """Token endpoint or app-message send."""
+        """Token endpoint, app-message send or media/get."""
+        if path == "/cgi-bin/media/get" and method == "GET":
+            return self._media_get(query)
         if path == "/cgi-bin/gettoken" and method == "GET":
             return self._issue_token(query)
         if path == "/cgi-bin/message/send" and method == "POST":

@@ -38,6 +38,12 @@ def test_shipped_answers_pass():
     ("too-long", (), "long-answer.md:8", "no `short` fallback"),
     ("unknown-then", (), "human-agent.md:8", "unknown then 'handof'"),
     ("stray-text", (), "texts/welcom.md:1", "not used by the bot"),
+    ("handoff-missing-done", (), "printer-setup.md:7", "needs handoff: done"),
+    ("handoff-unknown-key", (), "printer-setup.md:1", "unknown handoff key(s) donne"),
+    ("handoff-unknown-var", (), "printer-setup.md:10", "unknown variable 'customer_name'"),
+    ("handoff-without-then", (), "printer-setup.md:6", "only used with then: handoff"),
+    ("cache-key-no-template", (), "printer-setup.md:7", "needs collect: tax_id and with_tax_id"),
+    ("reply-too-long", (), "printer-setup.md:13", "before the tax-ID ask is 342 characters"),
     (None, ("help.md",), "help.md:1", "required intent 'help' is missing"),
     (None, ("texts/voice-empty.md",), "texts/voice-empty.md:1", "text 'voice-empty' is missing"),
     pytest.param("bad-yaml", (), "greeting.md:6", "bad front matter"),  # where the [ opens

@@ -84,7 +84,7 @@ def test_chat_walks_through_the_tax_id_exchange_and_ops_done():
     assert "税号" in out and "T000001" in out and "更新配置" in out.split("/done")[-1]
 
 
-def test_tickets_list_show_resolve_and_report(config_file):
+def test_tickets_list_show_resolve_and_report(config_file, kb):
     chat = run("chat", "--config", str(config_file), stdin=f"数电配置里没有乐企通道\n{TAX_ID}\n开票软件闪退\n")
     assert "T000001" in chat.stdout, chat.stdout + chat.stderr
     listed = run("tickets", "list", "--json", "--config", str(config_file))
@@ -93,7 +93,10 @@ def test_tickets_list_show_resolve_and_report(config_file):
         (1, "open", TAX_ID, "leqi-channel-missing")]
     assert rows[0]["user"]
     assert TAX_ID in run("tickets", "list", "--config", str(config_file)).stdout  # ops act on it
-    assert "resolved" in run("tickets", "resolve", "1", "--config", str(config_file)).stdout
+    held = kb.render("desk-status", action="resolve", outcome="held", ticket="T000001")
+    assert run("tickets", "resolve", "1", "--config", str(config_file)).stdout.strip() == held  # cli: no push
+    again = kb.render("desk-status", action="resolve", outcome="already-resolved", ticket="T000001")
+    assert run("tickets", "resolve", "1", "--config", str(config_file)).stdout.strip() == again
     shown = json.loads(run("tickets", "show", "1", "--json", "--config", str(config_file)).stdout)
     assert shown["status"] == "resolved"
     assert run("tickets", "show", "99", "--config", str(config_file)).returncode == 1
@@ -106,6 +109,19 @@ def test_an_unreadable_answers_folder_is_a_clear_error(tmp_path):
     config.write_text('[wechat]\ntoken = "t"\n[answers]\ndir = "missing"\n', encoding="utf-8")
     result = run("match", "--config", str(config), stdin="乐企\n")
     assert result.returncode == 2 and "answers folder not found" in result.stderr
+
+
+def test_tickets_reply_records_who_sent_it_and_says_where_it_stands(config_file, kb):
+    """`tickets reply ID TEXT`: the reply is on the ticket with its author; unknown ids fail."""
+    run("chat", "--config", str(config_file), stdin="转人工\n就是开票的时候提示异常\n")
+    replied = run("tickets", "reply", "1", "您好，", "已经处理了", "--config", str(config_file))
+    held = kb.render("desk-status", action="reply", outcome="held", ticket="T000001")  # cli: no push
+    assert replied.returncode == 0 and replied.stdout.strip() == held
+    shown = run("tickets", "show", "1", "--config", str(config_file)).stdout
+    assert "您好， 已经处理了" in shown and "cli:" in shown and kb.render(
+        "desk-status", action="delivery", outcome="held", ticket="") in shown
+    missing = run("tickets", "reply", "99", "在吗", "--config", str(config_file))
+    assert missing.returncode == 1 and "T" not in missing.stdout
 
 
 @pytest.mark.parametrize("local, env, expected", [

@@ -48,8 +48,8 @@ def serve(folder, storage_url: str, redis_url: str = "", spool_dir: str = "", wo
     driver = "postgresql+psycopg" if storage_url.startswith("postgresql") else "sqlite"
     backend = FaultBackend(storage_url=storage_url, redis_url=redis_url, driver=driver)
     port = free_port()
-    extra = {"spool_dir": spool_dir} if spool_dir else {}
-    config = write_config(folder, port, account, backend, wechat, robot, **extra)
+    extra = {"storage": {"spool_dir": spool_dir}} if spool_dir else None
+    config = write_config(folder, port, account, backend, wechat, robot, extra)
     server = start_bot(config, port, workers)
     server.wait_ready()
     return Stack(server, backend, account, wechat, robot, config, tag)

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.model import SESSION_TTL_SECONDS, Session, Stage
+from bot.model import STATE_KEEP_SECONDS, Session, Stage
 from bot.store.redis_state import redis_store
 from bot.store.sql import Db
 from tests.store_cases import make_ticket, state_of, take_turn
@@ -56,14 +56,14 @@ def test_reply_is_shared_and_dedupe_keys_expire(hosts):
 
 
 def test_session_shared_tax_id_from_sql(hosts):
-    """The dialogue state follows the user across hosts for 30 minutes; the tax ID is SQL's."""
+    """The dialogue state follows the user across hosts (kept a day: the dialogue ends stale stages); the tax ID is SQL's."""
     session = Session(stage=Stage.AWAITING_TAX_ID, purpose="leqi-channel-missing", updated_at=T0)
     take_turn(hosts[0], "m1", session=session)
     take_turn(hosts[1], "m2", tax_id=TAX_ID, session=session)
     assert state_of(hosts[1])[0] == replace(session, tax_id=TAX_ID)
     assert state_of(hosts[0])[0] == replace(session, tax_id=TAX_ID)
     turns = hosts[0].turns
-    assert 0 < turns.redis.ttl(turns.key("session", "u1")) <= SESSION_TTL_SECONDS
+    assert 0 < turns.redis.ttl(turns.key("session", "u1")) <= STATE_KEEP_SECONDS
     take_turn(hosts[1], "m3", end_session=True)
     assert state_of(hosts[0])[0] == Session(tax_id=TAX_ID)  # the conversation ends, the tax ID stays
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from bot.app import build_parts
-from bot.config import OpsConfig, ServerConfig, StorageConfig, load_config
+from bot.config import OpsConfig, ServerConfig, StorageConfig, WeChatConfig, load_config
 from bot.model import Inbound, Replay, Stamp
 from bot.store.base import TurnRecord
 from tests.conftest import ROOT
@@ -25,8 +25,10 @@ def clock():
 
 @pytest.fixture
 def parts(store, clock):
-    """Service over the `store` (a SQLite file unless parametrized), ops notifications on, a fixed clock."""
-    config = replace(load_config(None), ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"))
+    """Service over the `store` (a SQLite file unless parametrized), ops notifications on, WeChat
+    push configured, a fixed clock."""
+    config = replace(load_config(None), ops=OpsConfig(webhook_url="http://127.0.0.1:9/robot"),
+                     wechat=WeChatConfig(token="t", app_secret="s3cret"))
     built = build_parts(config, store)
     built.service.clock = clock
     built.service.sleep = lambda seconds: None
@@ -125,7 +127,7 @@ def test_human_handoff_carries_the_recent_transcript(parts):
     reply = say(parts, "转人工", "m2")
     assert "T0000" in reply
     tickets = parts.store.tickets.list()
-    assert tickets[0].kind == "human"
+    assert tickets[0].kind == tickets[0].intent == "human-agent"
     markdown = outbox(parts, "ops")[0].payload["markdown"]
     assert "开票软件闪退" in markdown
 

@@ -7,7 +7,7 @@ import time
 from datetime import date
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from bot.channels import ops_insight, ops_session
 from bot.desk.console_auth import ConsoleAuth
@@ -65,9 +65,11 @@ def index():
     def page_url(n: int) -> str:
         """The list URL for page n with the same filters."""
         return url_for("ops.index") + "?" + urlencode(filters | {"page": n})
-    faqs = sorted((i.id, i.title) for i in _parts().kb.intents.values() if i.kind == "faq")
+    intents = _parts().kb.intents.values()
+    faqs = sorted((i.id, i.title) for i in intents if i.kind == "faq")
+    kinds = sorted((i.id, i.label) for i in intents if i.then == "handoff")  # a ticket's kind = its intent
     return render_template("ops_index.html", page=found, form=form, pages=pages, page_url=page_url,
-                           intents=faqs, filtered=bool(filters))
+                           intents=faqs, kinds=kinds, filtered=bool(filters))
 
 
 def _ticket_or_404(ticket_id: int):
@@ -78,18 +80,39 @@ def _ticket_or_404(ticket_id: int):
     return found
 
 
-def conversation(transcript: list[dict], events: list[dict]) -> list[dict]:
-    """Chat bubbles: the customer's and the bot's lines plus ops replies, in time order."""
+def conversation(transcript: list[dict], messages: list) -> list[dict]:
+    """Chat bubbles: the customer's and the bot's lines plus ops replies (with whether each reached
+    the customer), in time order."""
     bubbles = [{"side": "customer" if m["direction"] == "in" else "bot", "who": "", "text": m["text"],
-                "at": m["at"]} for m in transcript]
-    bubbles += [{"side": "ops", "who": e["actor"], "text": e["detail"], "at": e["at"]}
-                for e in events if e["kind"] == "replied"]
+                "at": m["at"], "delivery": ""} for m in transcript]
+    desk = _parts().desk
+    bubbles += [{"side": "ops", "who": m.author, "text": m.text, "at": m.at,
+                 "delivery": desk.delivery_label(m.delivery) if m.delivery else ""}
+                for m in messages if m.who == "ops"]
     return sorted(bubbles, key=lambda b: b["at"])
 
 
-def attachment_views(found) -> list[dict]:
-    """Each attachment with the URL of its kept copy (None: no stored copy yet, caption only)."""
-    return [{"url": None, "media": media} for media in found.attachments]
+def attachment_views(ticket_id: int) -> list[dict]:
+    """Each image: `url` shows its kept copy; `open` fetches it now (media API) or goes to PicUrl."""
+    views = []
+    for a in _parts().store.conversations.ticket_attachments(ticket_id):
+        route = url_for("ops.attachment", attachment_id=a.id)
+        views.append({"url": route if a.stored else None, "open": route, "media": a.media})
+    return views
+
+
+def _ticket_label(ticket) -> str:
+    """What kind of ticket this is, from its FAQ (handoff.label or title)."""
+    intent = _parts().kb.intents.get(ticket.intent)
+    return intent.label if intent else ticket.intent
+
+
+def _notice(done: str, ticket) -> str | None:
+    """The line shown after a POST: the desk's status line ("action:outcome"), or a fixed notice."""
+    action, _, outcome = done.partition(":")
+    if outcome:
+        return _parts().kb.render("desk-status", action=action, outcome=outcome, ticket=ticket.number)
+    return NOTICES.get(done)
 
 
 def ticket(ticket_id: int):
@@ -97,11 +120,15 @@ def ticket(ticket_id: int):
     store = _parts().store
     found = _ticket_or_404(ticket_id)
     events = store.tickets.events(ticket_id)
-    intent = _parts().kb.intents.get(found.intent)
+    kb = _parts().kb
+    intent = kb.intents.get(found.intent)
+    task = kb.part(found.intent, "handoff.ops", ticket=found.number, tax_id=found.tax_id, words=found.words)
+    messages = store.conversations.ticket_messages(ticket_id)
     return render_template(
-        "ops_ticket.html", t=found, intent=intent, events=events, attachments=attachment_views(found),
-        chat=conversation(store.turns.recent_messages(found.user, TRANSCRIPT_LINES), events),
-        notes=[e for e in events if e["kind"] == "note"], notice=NOTICES.get(request.args.get("done", "")))
+        "ops_ticket.html", t=found, intent=intent, events=events, attachments=attachment_views(ticket_id),
+        chat=conversation(store.turns.recent_messages(found.user, TRANSCRIPT_LINES), messages), task=task,
+        sends_done=bool(intent and intent.handoff), notes=[e for e in events if e["kind"] == "note"],
+        notice=_notice(request.args.get("done", ""), found))
 
 
 def _back(ticket_id: int, done: str):
@@ -115,11 +142,13 @@ def _text_field() -> str:
 
 
 def resolve(ticket_id: int):
-    """Mark done (after the confirm): the customer is told what to do next."""
-    if _parts().desk.resolve(ticket_id, actor=g.operator) is None:
+    """Mark done (after the confirm): the customer is told what to do next — the notice says
+    whether that message went out, waits for their next message, or the ticket was done already."""
+    outcome = _parts().desk.resolve(ticket_id, actor=g.operator)
+    if outcome.ticket is None:
         abort(404)
-    log.info("ops console: %s resolved ticket %s", g.operator, ticket_id)
-    return _back(ticket_id, "resolved")
+    log.info("ops console: %s resolved ticket %s (%s)", g.operator, ticket_id, outcome.outcome)
+    return _back(ticket_id, f"resolve:{outcome.outcome}")
 
 
 def reopen(ticket_id: int):
@@ -135,9 +164,10 @@ def reply(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    if _parts().desk.reply(ticket_id, text, actor=g.operator) is None:
+    outcome = _parts().desk.reply(ticket_id, text, actor=g.operator)
+    if outcome.ticket is None:
         abort(404)
-    return _back(ticket_id, "replied")
+    return _back(ticket_id, f"reply:{outcome.outcome}")
 
 
 def note(ticket_id: int):
@@ -145,9 +175,23 @@ def note(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    if _parts().desk.note(ticket_id, text, actor=g.operator) is None:
+    if _parts().desk.note(ticket_id, text, actor=g.operator).ticket is None:
         abort(404)
     return _back(ticket_id, "noted")
+
+
+def attachment(attachment_id: int):
+    """An image a customer sent: the kept copy (fetched with the media API if need be), else a
+    redirect to WeChat's PicUrl while it lasts."""
+    found = _parts().desk.attachment(attachment_id)
+    if found is None:
+        media = _parts().store.conversations.attachment_file(attachment_id)
+        if media is not None and media.pic_url.startswith(("http://", "https://")):
+            return redirect(media.pic_url)
+        abort(404)
+    content_type, data = found
+    return Response(data, content_type=content_type,
+                    headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"})
 
 
 ROUTES = (  # (rule, view, methods): explicit routing
@@ -157,6 +201,7 @@ ROUTES = (  # (rule, view, methods): explicit routing
     ("/tickets/<int:ticket_id>/reopen", reopen, ["POST"]), ("/tickets/<int:ticket_id>/reply", reply, ["POST"]),
     ("/tickets/<int:ticket_id>/note", note, ["POST"]), ("/insight", ops_insight.insight, ["GET"]),
     ("/insight/explain", ops_insight.explain, ["GET"]), ("/report", ops_insight.report, ["GET"]),
+    ("/attachments/<int:attachment_id>", attachment, ["GET"]),
 )
 
 
@@ -168,7 +213,8 @@ def ops_blueprint(app, clock=time.time) -> Blueprint:
     bp.before_request(ops_session.load_session)
     bp.after_request(ops_session.add_headers)
     bp.add_app_template_filter(lambda at: local_text(at, _tz()), "when")
-    bp.app_context_processor(lambda: {"operator": g.get("operator", ""), "csrf": g.get("csrf", "")})
+    bp.app_context_processor(lambda: {"operator": g.get("operator", ""), "csrf": g.get("csrf", ""),
+                                      "ticket_label": _ticket_label})
     for rule, view, methods in ROUTES:
         bp.add_url_rule(rule, view.__name__, view, methods=methods)
     return bp

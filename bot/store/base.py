@@ -15,6 +15,7 @@ from bot.model import Session, Stamp, Ticket
 
 if TYPE_CHECKING:
     from bot.store.console import ConsoleStore
+    from bot.store.sql_conversation import Attachment, AttachmentFile, TicketMessage
 
 CLAIM_LEASE_SECONDS = 4.0  # a claim older than this without a reply was lost (killed worker)
 OPS_PER_MINUTE = 20  # WeCom group robot limit
@@ -80,6 +81,49 @@ class Tickets(Protocol):
         else an operator's account name, "cli:<login>" …"""
 
 
+class Conversations(Protocol):
+    """What happens on a ticket: one open ticket per need, who wrote what (with each reply's delivery),
+    coalesced ops updates and the images customers sent (bytes kept). bot/store/sql_conversation.py."""
+
+    def open_or_join(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, str]:
+        """A new ticket ("created"), the one this message opened before ("retry"), or the user's open
+        ticket for the same intent and tax ID ("joined")."""
+
+    def add_ticket_message(self, ticket_id: int, who: str, author: str, text: str, now: float,
+                           outbox: list[dict] = (), source_key: str | None = None) -> TicketMessage | None:
+        """Record a line (customer | ops | bot | note) and queue its rows; None if source_key was seen."""
+
+    def ticket_messages(self, ticket_id: int) -> list[TicketMessage]:
+        """A ticket's conversation, oldest first, each line with its delivery status."""
+
+    def last_ops_message_at(self, ticket_id: int) -> float:
+        """When ops last wrote to the customer on the ticket (0.0: never)."""
+
+    def resolve_with_message(self, ticket_id: int, now: float, author: str, text: str,
+                             outbox: list[dict]) -> Ticket | None:
+        """Resolve and record + queue the customer's message at once; None if resolved already."""
+
+    def coalesce_ops(self, ticket_id: int, line: dict, build: Callable[[list[dict]], dict],
+                     now: float, delay: float) -> int:
+        """Add a line to the ticket's pending ops update (or queue one due in `delay` s); its row id."""
+
+    def attach_media(self, ticket_id: int, media_id: str, pic_url: str, channel: str,
+                     now: float) -> tuple[Ticket, int, bool]:
+        """Attach an image, reopening a resolved ticket: (ticket, attachment id, reopened)."""
+
+    def ticket_attachments(self, ticket_id: int) -> list[Attachment]:
+        """A ticket's images with whether their bytes are kept."""
+
+    def attachment_file(self, attachment_id: int) -> AttachmentFile | None:
+        """An image's bytes (when kept) and where to fetch them."""
+
+    def store_attachment_file(self, attachment_id: int, content_type: str, data: bytes, now: float) -> None:
+        """Keep an image's downloaded bytes."""
+
+    def attachment_fetch_failed(self, attachment_id: int, error: str) -> None:
+        """Note why an image could not be downloaded."""
+
+
 class Outbox(Protocol):
     """Durable delivery queue: claimed atomically, so any number of workers may deliver."""
 
@@ -114,6 +158,7 @@ class TurnWriter(Protocol):
 
     tickets: Tickets
     outbox: Outbox
+    conversations: Conversations
 
     def transcript(self, limit: int) -> list[dict]:
         """The user's last `limit` transcript lines, oldest first."""
@@ -183,3 +228,4 @@ class Store:
     reports: Reports
     close: Callable[[], None]
     console: ConsoleStore  # the ops console's parts (bot/store/console.py), in SQL
+    conversations: Conversations  # what happens on tickets (bot/store/sql_conversation.py), in SQL

@@ -15,7 +15,7 @@ from typing import Callable
 
 import redis
 
-from bot.model import SESSION_TTL_SECONDS, Replay, Session, Stamp
+from bot.model import STATE_KEEP_SECONDS, Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.sql import Db, SqlTokens, sql_store
@@ -139,7 +139,7 @@ class RedisTurns:
             if record.end_session:
                 pipe.delete(self.key("session", user))
             elif record.session is not None:
-                pipe.set(self.key("session", user), encode_session(record.session), ex=SESSION_TTL_SECONDS)
+                pipe.set(self.key("session", user), encode_session(record.session), ex=STATE_KEEP_SECONDS)
             if key:
                 name = self.key("msg", key)
                 pipe.hset(name, mapping={"status": "done", "reply": record.reply, "at": repr(now)})
@@ -192,4 +192,5 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         client.close()
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
-                 tokens=RedisTokens(client, prefix, sql.tokens), reports=sql.reports, close=close, console=sql.console)
+                 tokens=RedisTokens(client, prefix, sql.tokens), reports=sql.reports, close=close,
+                 console=sql.console, conversations=sql.conversations)

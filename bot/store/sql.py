@@ -16,6 +16,7 @@ from bot.store.prepared import HotPath, WriterQueue
 from bot.store.schema import SCHEMA_LOCK, hits, make_engine, metadata, outbox_table, tickets, tokens, unanswered
 from bot.store.console_schema import add_missing_columns
 from bot.store.sql_console import sql_console
+from bot.store.sql_conversation import SqlConversations
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.sql_turns import SqlTurns
 from bot.store.gauges import SqlGauges
@@ -145,4 +146,5 @@ class SqlReports(SqlGauges):
 def sql_store(db: Db) -> Store:
     """Every part on one SQL database."""
     return Store(turns=SqlTurns(db), tickets=SqlTickets(db), outbox=SqlOutbox(db), tokens=SqlTokens(db),
-                 reports=SqlReports(db), close=db.close, console=sql_console(db))
+                 reports=SqlReports(db), close=db.close, console=sql_console(db),
+                 conversations=SqlConversations(db))

@@ -20,14 +20,18 @@ TARGETS = ("ops", "customer")
 
 
 def queue_rows(conn, rows: list[dict], ticket_id: int | None, user: str, now: float) -> list[int]:
-    """Insert outbox rows (target, user, payload[, next_at]) as pending; their ids."""
+    """Insert outbox rows (target, user, payload[, next_at][, status]) as pending (or, for a
+    customer row that cannot go out now, held for their next reply); their ids."""
     ids = []
     for row in rows:
         if row.get("target") not in TARGETS or not isinstance(row.get("payload"), dict):
             raise ValueError(f"outbox row needs a target in {TARGETS} and a dict payload: {row!r:.200}")
+        status = row.get("status", "pending")
+        if status not in ("pending", "held") or (status == "held" and row["target"] != "customer"):
+            raise ValueError(f"outbox rows start pending (customer rows may start held): {status!r}")
         ids.append(conn.execute(insert(outbox_table).values(
             target=row["target"], user=row.get("user") or user, payload=row["payload"],
-            ticket_id=ticket_id, status="pending", attempts=0, next_at=row.get("next_at", now),
+            ticket_id=ticket_id, status=status, attempts=0, next_at=row.get("next_at", now),
             created_at=now).returning(outbox_table.c.id)).scalar_one())
     return ids
 
@@ -56,6 +60,23 @@ def select_tickets(conn, *where, order=True) -> list[Ticket]:
                    attachments=tuple(media[r.id])) for r in rows]
 
 
+def create_ticket(db: Db, conn, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, bool]:
+    """Insert the ticket and its outbox rows on the open write transaction `conn`, idempotent on source_key."""
+    values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
+                  tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
+                  channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
+    stmt = db.insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
+    new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
+    if new_id is None:
+        return select_tickets(conn, tickets.c.source_key == source_key)[0], False
+    created = select_tickets(conn, tickets.c.id == new_id)[0]
+    rows = outbox(created) if callable(outbox) else outbox
+    queue_rows(conn, rows, new_id, ticket.user, ticket.created_at)
+    _event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
+    log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
+    return created, True
+
+
 class SqlTickets:
     """Tickets, their events and attachments; outbox rows queued in the same transaction."""
 
@@ -70,20 +91,8 @@ class SqlTickets:
 
     def create(self, ticket: Ticket, source_key: str, outbox: OutboxRows) -> tuple[Ticket, bool]:
         """Insert the ticket and its outbox rows in one transaction, idempotent on source_key."""
-        values = dict(user=ticket.user, kind=ticket.kind, intent=ticket.intent, status=ticket.status,
-                      tax_id=ticket.tax_id, flags=list(ticket.flags), words=ticket.words,
-                      channel=ticket.channel, source_key=source_key, created_at=ticket.created_at)
-        stmt = self.db.insert(tickets).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
         with self.db.tx(write=True) as conn:
-            new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
-            if new_id is None:
-                return self._tickets(conn, tickets.c.source_key == source_key)[0], False
-            created = self._tickets(conn, tickets.c.id == new_id)[0]
-            rows = outbox(created) if callable(outbox) else outbox
-            queue_rows(conn, rows, new_id, ticket.user, ticket.created_at)
-            _event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")
-        log.info("store: ticket %s created for %s (%d outbox rows)", created.number, ticket.user, len(rows))
-        return created, True
+            return create_ticket(self.db, conn, ticket, source_key, outbox)
 
     def get(self, ticket_id: int) -> Ticket | None:
         """One ticket or None."""

@@ -18,6 +18,7 @@ from bot.store.base import CLAIM_LEASE_SECONDS, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
 from bot.store.console_schema import clarified
 from bot.store.schema import messages, stamps, transcript
+from bot.store.sql_conversation import SqlConversations
 from bot.store.sql_desk import SqlOutbox, SqlTickets
 from bot.store.gauges import HIT_PREFIX
 
@@ -50,6 +51,11 @@ class SqlWriter:
     def outbox(self) -> SqlOutbox:
         """The outbox inside this transaction."""
         return SqlOutbox(self.db)
+
+    @property
+    def conversations(self) -> SqlConversations:
+        """Ticket conversations inside this transaction."""
+        return SqlConversations(self.db)
 
     def transcript(self, limit: int) -> list[dict]:
         """The user's last `limit` transcript lines, oldest first."""

@@ -1,4 +1,5 @@
-"""The pure dialogue core: every transition, run on the shipped answers with the real matcher."""
+"""The pure dialogue core: every transition, run on the shipped answers with the real matcher.
+Expected replies are rendered from the answer files (texts, FAQ replies, front-matter parts)."""
 from __future__ import annotations
 
 import shutil
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.dialogue import step
+from bot.conversation import step
 from bot.kb import load_kb
 from bot.understanding.matcher import attach_matcher
-from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId,
-                       Inbound, LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
-                       Stage)
+from bot.model import (SESSION_TTL_SECONDS, AttachImage, CreateTicket, EndSession, ForgetTaxId, Inbound,
+                       LogClarified, LogHit, LogUnanswered, RememberTaxId, Reply, Session, ShowTickets,
+                       Stage, TicketView)
 from bot.store.codec import decode_session, encode_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,8 @@ BAD = "91110108551385082X"
 CM, IDS = "leqi-channel-missing", "leqi-ids-swapped"
 Q = "数电配置里没有乐企联用通道"
 Q_IDS = "乐企单位ID填反了怎么办"
-IDLE, TAX, CHOICE = Stage.IDLE, Stage.AWAITING_TAX_ID, Stage.AWAITING_CHOICE
+HUMAN_ID = "human-agent"
+IDLE, TAX, CHOICE, HUMAN = Stage.IDLE, Stage.AWAITING_TAX_ID, Stage.AWAITING_CHOICE, Stage.HUMAN
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,19 @@ class T:
 
 @dataclass(frozen=True)
 class A:
-    """Expected Reply of an intent's answer (optionally with a tax ID)."""
+    """Expected Reply of an intent's chat reply (optionally with a tax ID)."""
 
     intent: str
     tax_id: str = ""
+
+
+@dataclass(frozen=True)
+class P:
+    """Expected Reply of a front-matter part of an intent (e.g. handoff.still_missing)."""
+
+    intent: str
+    part: str
+    vars: tuple = ()
 
 
 def t(name: str, **variables) -> T:
@@ -52,7 +63,12 @@ def ask(purpose: str = CM, known: str = "") -> T:
 
 def channel_ticket(words: str, tax_id: str = USCC, flags: tuple = ()) -> list:
     """Remember the tax ID and open a channel ticket."""
-    return [RememberTaxId(tax_id), CreateTicket("channel", CM, words, tax_id=tax_id, flags=flags)]
+    return [RememberTaxId(tax_id), CreateTicket(CM, words, tax_id=tax_id, flags=flags)]
+
+
+def cache_key(tax_id: str = USCC) -> list:
+    """Remember the tax ID and give the self-service FAQ's with_tax_id reply."""
+    return [RememberTaxId(tax_id), P(IDS, "with_tax_id", (("tax_id", tax_id),))]
 
 
 def resolve(kb, expected: list) -> list:
@@ -62,7 +78,9 @@ def resolve(kb, expected: list) -> list:
         if isinstance(item, T):
             out.append(Reply(kb.render(item.name, **dict(item.vars))))
         elif isinstance(item, A):
-            out.append(Reply(kb.render(item.intent, tax_id=item.tax_id), answer_id=item.intent))
+            out.append(Reply(kb.chat_reply(item.intent, tax_id=item.tax_id), answer_id=item.intent))
+        elif isinstance(item, P):
+            out.append(Reply(kb.part(item.intent, item.part, **dict(item.vars))))
         else:
             out.append(item)
     return out
@@ -73,15 +91,18 @@ def inbound(message) -> Inbound:
     return message if isinstance(message, Inbound) else Inbound(user="u1", kind="text", text=message)
 
 
-def run(kb, state: Session, turns: list) -> None:
-    """Play (message, expected actions, expected stage[, seconds later]) turns and check each."""
+def run(kb, state: Session, turns: list, ticket: TicketView | None = None) -> Session:
+    """Play (message, expected actions, expected stage[, seconds later]) turns and check each;
+    `ticket` is what the desk says about a live conversation's ticket. Returns the last state."""
     now = 1_000_000.0
     for number, (message, expected, stage, *later) in enumerate(turns, 1):
         now += later[0] if later else 60
-        state, actions = step(state, inbound(message), kb, now)
+        view = ticket if state.stage is HUMAN else None
+        state, actions = step(state, inbound(message), kb, now, view)
         assert actions == resolve(kb, expected), f"turn {number}: {message!r}"
         assert state.stage == stage, f"turn {number}: {message!r}"
         assert state.updated_at == now
+    return state
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +129,7 @@ FLOWS = {
         ASK, (BAD, [t("tax-id-invalid", value=BAD, reason="check digit")], TAX),
         ("91110108551385083X", [t("tax-id-invalid", value="91110108551385083X", reason="check digit")],
          TAX)],
-    "topic switch": [ASK, (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX),
-                     (USCC, [RememberTaxId(USCC), t("tax-id-cached-key", tax_id=USCC)], IDLE)],
+    "topic switch": [ASK, (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX), (USCC, cache_key(), IDLE)],
     "command during the flow": [ASK, ("进度", [ShowTickets()], IDLE)],
     "cancel": [ASK, ("算了", [t("cancelled")], IDLE)],
     "cancel in a sentence": [ASK, ("不用了，谢谢", [t("cancelled")], IDLE)],
@@ -121,10 +141,14 @@ FLOWS = {
                                    SESSION_TTL_SECONDS + 1)],
     "not yet expired": [ASK, (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE, SESSION_TTL_SECONDS - 1)],
     "cache key asked then given": [(Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX),
-                                   (f"税号{USCC}", [RememberTaxId(USCC),
-                                                   t("tax-id-cached-key", tax_id=USCC)], IDLE)],
-    "still missing after update": [("更新了还是没有", [t("still-missing")], IDLE),
-                                   ("刷新之后仍然不显示", [t("still-missing")], IDLE)],
+                                   (f"税号{USCC}", cache_key(), IDLE)],
+    "still missing after update": [("更新了还是没有", [P(CM, "handoff.still_missing")], IDLE),
+                                   ("刷新之后仍然不显示", [P(CM, "handoff.still_missing")], IDLE)],
+    "a screenshot after still missing is about that FAQ's ticket": [
+        ("更新配置后还是没有", [P(CM, "handoff.still_missing")], IDLE),
+        (Inbound("u1", "image", media_id="m1"), [AttachImage("m1", "", about=CM)], IDLE),
+        (Inbound("u1", "image", media_id="m2"), [AttachImage("m2", "", about="")], IDLE,
+         SESSION_TTL_SECONDS + 1)],
     "it works now": [("乐企通道已经有了，谢谢", [t("resolved")], IDLE),
                      ("更新以后显示了", [t("resolved")], IDLE)],
     "asking whether it shows is still the FAQ": [("乐企通道显示了吗", [LogHit(CM), A(CM), ask()], TAX)],
@@ -135,9 +159,6 @@ FLOWS = {
     "cancel word that is a question": [("取消发票", [LogUnanswered("取消发票"),
                                                      t("fallback", question="取消发票")], IDLE)],
     "commands": [("帮助", [LogHit("help"), A("help")], IDLE), ("菜单", [LogHit("help"), A("help")], IDLE),
-                 ("转人工", [LogHit("human-agent"), CreateTicket("human", "human-agent", "转人工")], IDLE),
-                 ("我要找人工", [LogHit("human-agent"), CreateTicket("human", "human-agent", "我要找人工")],
-                  IDLE),
                  ("进度", [ShowTickets()], IDLE), ("我的工单", [ShowTickets()], IDLE),
                  ("工单状态？", [ShowTickets()], IDLE), ("你好", [LogHit("greeting"), A("greeting")], IDLE)],
     "forget": [("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], IDLE)],
@@ -230,4 +251,32 @@ def test_state_round_trips_through_store_dict(bot_kb):
     """The state a flow leaves behind survives the store's session codec."""
     state, _ = step(Session(), inbound(Q), bot_kb, 5.0)
     assert decode_session(encode_session(state)) == state == replace(
-        Session(), stage=TAX, purpose=CM, question=Q, updated_at=5.0)
+        Session(), stage=TAX, purpose=CM, question=Q, updated_at=5.0, about=CM)
+
+
+THIRD = "print-service-offline"
+
+
+@pytest.fixture(scope="module")
+def third_kb(tmp_path_factory):
+    """Shipped answers plus a third handoff FAQ written only as a file (tests/fixtures/answers_third)."""
+    folder = tmp_path_factory.mktemp("answers-third")
+    shutil.copytree(ROOT / "answers", folder, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "answers_third", folder, dirs_exist_ok=True)
+    return attach_matcher(load_kb(folder))
+
+
+def test_a_third_handoff_faq_runs_from_its_file(third_kb):
+    """collect + then: handoff in a new file: its own reply, the ask, a ticket of its own kind."""
+    q = "开票页面一直提示打印服务离线"
+    run(third_kb, Session(), [(q, [LogHit(THIRD), A(THIRD), ask(THIRD)], TAX),
+                              (USCC, [RememberTaxId(USCC), CreateTicket(THIRD, f"{q} / {USCC}", tax_id=USCC)],
+                               IDLE)])
+
+
+@pytest.mark.parametrize("text, owner", [("更新配置后数电配置还是没有乐企通道", CM),
+                                         ("刷新以后打印服务还是没有连上", THIRD)])
+def test_still_missing_goes_to_the_faq_it_is_about(third_kb, text, owner):
+    """With two FAQs that say what to do when it still fails, the closer one answers and owns the image."""
+    run(third_kb, Session(), [(text, [P(owner, "handoff.still_missing")], IDLE),
+                              (Inbound("u1", "image", media_id="m1"), [AttachImage("m1", "", about=owner)], IDLE)])

@@ -164,7 +164,8 @@ def outbox_worker(parts: Parts):
     per_minute = ops.robot_per_minute if ops else 20
     timeouts = [config.wechat.http_timeout] + [c.http_timeout for c in (ops, wc) if c is not None]
     return OutboxWorker(parts.store, robot, customer, wecom=wecom, ops_per_minute=per_minute,
-                        lease=2 * max(timeouts) + 2)  # a send is over within two timeouts
+                        lease=2 * max(timeouts) + 2,  # a send is over within two timeouts
+                        on_hold=lambda row, error: parts.desk.delivery_held(row.ticket_id, error.code))
 
 
 def _start_outbox(parts: Parts) -> None:

@@ -74,6 +74,7 @@ TEXT_VARS: dict[str, dict] = {
     "ticket-status": {"tickets": [{"number": "T000001", "status": "open", "title": "样例"}]},
     "ops-done": {"ticket": "T000001", "tax_id": "91110108551385082Q", "done": "样例"},
     "resolved": {},
+    "ack": {"waiting": False},
     "image-attached": {"ticket": "T000001"},
     "image-no-ticket": {},
     "cancelled": {},

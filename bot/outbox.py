@@ -93,9 +93,12 @@ class OutboxWorker:
     def __init__(self, store: Store, robot: RobotClient | None, customer: CustomerService | None,
                  clock: Callable[[], float] = time.time, *, wecom: WeComPush | None = None,
                  batch: int = BATCH, ops_per_minute: int = OPS_PER_MINUTE,
-                 give_up_after: int = GIVE_UP_AFTER, lease: float = DEFAULT_LEASE):
-        """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`."""
+                 give_up_after: int = GIVE_UP_AFTER, lease: float = DEFAULT_LEASE,
+                 on_hold: Callable[[OutboxRow, DeliveryError], None] | None = None):
+        """Deliver ops rows with `robot`, WeChat customer rows with `customer`, WeCom ones with `wecom`;
+        `on_hold(row, error)` hears of each customer row the API refused (it waits for their next message)."""
         self.outbox, self.turns = store.outbox, store.turns
+        self.on_hold = on_hold
         self.robot = robot
         self.customer = customer
         self.wecom = wecom
@@ -171,11 +174,21 @@ class OutboxWorker:
             raise DeliveryError(False, None, f"no push API for channel {channel!r}", hold=True)
         client.send_text(row.user, _text(row.payload, "text"))
 
+    def _held(self, row: OutboxRow, exc: DeliveryError) -> None:
+        """Tell `on_hold` (ops hear that a ticket's message waits); its failure never stops delivery."""
+        if self.on_hold is None:
+            return
+        try:
+            self.on_hold(row, exc)
+        except Exception:  # noqa: BLE001 - a notice about a held row must not break the batch
+            log.exception("outbox: on_hold failed for row %d", row.id)
+
     def _failed(self, row: OutboxRow, exc: DeliveryError, down: set[str]) -> None:
         """Hold, or retry with backoff; a retryable failure marks the row's lane down this round."""
         if exc.hold and row.target == "customer":
             self.outbox.hold(row.id, str(exc)[:500])
             log.info("outbox: row %d held for the customer's next message (%s)", row.id, exc.code)
+            self._held(row, exc)
             return
         if exc.maybe:
             self._maybe_delivered(row, exc)

@@ -129,3 +129,18 @@ def mask_tax_id(value: str) -> str:
     if len(value) <= 8:
         return "***"
     return f"{value[:4]}***{value[-4:]}"
+
+
+ATTEMPT_MIN_CHARS = 6  # a run of letters and digits this long, with ATTEMPT_MIN_DIGITS digits, is an attempt
+ATTEMPT_MIN_DIGITS = 4  # (a mistyped 统一社会信用代码 is still 15–20 characters; 6/4 leaves room for typos)
+_ABOUT_TAX_ID = re.compile("税号|信用代码|纳税人识别号|识别号|税务登记号|TAX ?ID|TAX ?NO", re.I)
+
+
+def looks_like_tax_id(text: str) -> bool:
+    """Whether a message is an attempt at a tax ID (a code-like run, or words about the tax ID), as
+    opposed to a question on another topic (SPEC 15: only an attempt is judged as a tax ID)."""
+    normalised = normalise(text)
+    if _ABOUT_TAX_ID.search(normalised):
+        return True
+    return any(len(m.group()) >= ATTEMPT_MIN_CHARS and sum(c.isdigit() for c in m.group()) >= ATTEMPT_MIN_DIGITS
+               for m in _TOKEN.finditer(normalised))

@@ -58,10 +58,22 @@ def test_missing_optional_sections_turn_features_off_with_a_log_line(tmp_path, c
     ('[wechat\ntoken = "t"\n', "invalid TOML"),
     ('[wechat]\ntoken = 5\n', "expected a string"),
     ('[wechat]\ntoken = "t"\n[server]\nworkers = "many"\n', "workers"),
+    ('[wechat]\ntoken = "t"\n[handoff]\nidle_minutes = 0\n', "idle_minutes must be 1..1440"),
+    ('[wechat]\ntoken = "t"\n[wecom]\nops_users = "zhangsan"\n[handoff]\nidle_minutes = 2000\n', "1..1440"),
+    ('[wechat]\ntoken = "t"\n[wecom]\nops_users = [1, 2]\n', "expected a list of strings"),
 ])
 def test_bad_config_gives_a_clear_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config(write(tmp_path, text), env={})
+
+
+def test_ops_members_and_handoff_limits(tmp_path):
+    """[wecom] ops_users is a list (an env var: comma-separated); [handoff] has its own limits."""
+    path = write(tmp_path, '[wechat]\ntoken = "t"\n[wecom]\nops_users = ["zhangsan"]\n[handoff]\nidle_minutes = 15\n')
+    config = load_config(path, env={})
+    assert (config.wecom.ops_users, config.handoff.idle_minutes) == (("zhangsan",), 15)
+    from_env = load_config(path, env={"BOT_WECOM_OPS_USERS": "lisi, wangwu ,"})
+    assert from_env.wecom.ops_users == ("lisi", "wangwu")
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

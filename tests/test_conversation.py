@@ -280,3 +280,45 @@ def test_still_missing_goes_to_the_faq_it_is_about(third_kb, text, owner):
     """With two FAQs that say what to do when it still fails, the closer one answers and owns the image."""
     run(third_kb, Session(), [(text, [P(owner, "handoff.still_missing")], IDLE),
                               (Inbound("u1", "image", media_id="m1"), [AttachImage("m1", "", about=owner)], IDLE)])
+
+
+def enters_human(text: str) -> tuple:
+    """A message asking for a person in any words opens the live conversation."""
+    return (text, [LogHit(HUMAN_ID), CreateTicket(HUMAN_ID, text)], HUMAN)
+
+
+# The understanding issue's conversation cases: commands in any words, acknowledgments, and a
+# question asked while the bot waits for a tax ID (SPEC behaviours 10, 11, 14, 15).
+UNDERSTOOD = {
+    "status in any words": [("我的工单进度怎么样了", [ShowTickets()], IDLE),
+                            ("我提交的那个问题处理到哪一步了", [ShowTickets()], IDLE)],
+    "客服 alone asks for a person": [enters_human("客服")],
+    "a person, politely": [enters_human("能不能让人工来处理")],
+    "a complaint": [enters_human("我要投诉")],
+    "a person at the end of a long complaint": [
+        enters_human("你们这个机器人说了半天都是一样的步骤，我都做过了，请马上给我转一个真人客服")],
+    "typo'd greeting": [("在马", [LogHit("greeting"), A("greeting")], IDLE)],
+    "slang thanks": [("3q", [LogHit("thanks"), A("thanks")], IDLE)],
+    "help in other words": [("你都能帮我干点啥", [LogHit("help"), A("help")], IDLE)],
+    "acknowledgments get a short reply, not the fallback": [
+        ("好的我试试", [t("ack", waiting=False)], IDLE), ("嗯", [t("ack", waiting=False)], IDLE),
+        ("ok", [t("ack", waiting=False)], IDLE)],
+    "thanking acknowledgment is thanks": [("好的谢谢", [LogHit("thanks"), A("thanks")], IDLE)],
+    "mid-flow: an off-topic question is a question": [
+        ASK, ("对了，红字发票怎么开", [LogUnanswered("对了，红字发票怎么开"),
+                                   t("fallback", question="对了，红字发票怎么开")], IDLE)],
+    "mid-flow: a padded FAQ question is that FAQ": [
+        ASK, ("我再问问，乐企单位ID填反了怎么处理", [LogHit(IDS), A(IDS), ask(IDS)], TAX)],
+    "mid-flow: an acknowledgment keeps waiting": [ASK, ("好的我找一下", [t("ack", waiting=True)], TAX),
+                                                  (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: words about the tax ID are an attempt": [
+        ASK, ("税号我得问下会计", [t("tax-id-invalid", value="", reason="not found")], TAX)],
+    "mid-flow: a mistyped code is an attempt": [
+        ASK, ("9111010855138", [t("tax-id-invalid", value="", reason="not found")], TAX)],
+}
+
+
+@pytest.mark.parametrize("turns", list(UNDERSTOOD.values()), ids=list(UNDERSTOOD))
+def test_understood_as_people_write(bot_kb, turns):
+    """Commands, small talk and mid-flow questions in the words customers really use."""
+    run(bot_kb, Session(), turns)

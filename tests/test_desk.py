@@ -152,3 +152,12 @@ def test_updates_wait_for_more_lines(desk, store):
     desk.forward("o1", HUMAN, "在吗", "", "m2", T0 + 2)
     assert store.outbox.claim(T0 + 2 + COALESCE_SECONDS - 1, limit=10, target="ops") == []
     assert len(store.outbox.claim(T0 + 2 + COALESCE_SECONDS, limit=10, target="ops")) == 1
+
+
+def test_a_refused_message_is_told_to_ops(desk, store, kb):
+    """WeChat refused a ticket's message (held for the customer's next one): ops hear it plainly."""
+    ticket, _ = desk.open_ticket(draft(HUMAN, "", "转人工"), "m1", [])
+    store.outbox.claim(T0 + 1, limit=10, target="ops")
+    desk.delivery_held(ticket.id, 45015)
+    (update,) = [row.payload["markdown"] for row in pending(store, "ops")]
+    assert kb.render("desk-note", event="held", title="45015") in update

@@ -205,6 +205,20 @@ def test_ops_answer_from_the_wecom_app(hs):
     assert only_ticket(hs, customer)["status"] == "resolved"
 
 
+def test_a_reply_wechat_refuses_is_told_to_ops_and_comes_with_the_next_message(hs):
+    """The customer's window is closed at WeChat (45015): the reply is held, the ops group hears it
+    plainly, and the customer's next message brings it."""
+    kb, customer, stack = hs.kb(), hs.stack.customer(), hs.stack
+    customer.say("转人工")
+    ticket = only_ticket(hs, customer)
+    run_cli(stack.config, "tickets", "reply", str(ticket["id"]), "请问是哪个页面？")
+    stack.wait_outbox(customer.user, lambda rows: ("customer", "held") in rows, "the reply to be held")
+    note = kb.render("desk-note", event="held", title="45015")
+    poll(lambda: any(note in m for m in hs.robot_about(ticket["number"])), 30, "ops to hear of it")
+    reply = customer.say("在吗")
+    assert reply.startswith(kb.render("ops-reply", text="请问是哪个页面？")) and stack.cs_messages(customer.user) == []
+
+
 def test_an_edited_answer_takes_effect_and_a_broken_one_does_not(hs):
     """The author edits the third FAQ: the next question gets the new words without a restart; a
     broken edit is refused (logged) and the last good answers keep serving."""

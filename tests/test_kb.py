@@ -85,3 +85,25 @@ def test_broken_files_are_reported_with_file_and_line(tmp_path, files, message):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(KBError, match="answers folder not found"):
         load_kb(tmp_path / "missing")
+
+
+def test_the_tax_id_example_is_not_a_valid_code(kb):
+    """A customer who copies the ask's example does not open a ticket for another company."""
+    from bot.taxid import VALID, find_tax_id
+
+    asked = kb.render("ask-tax-id", purpose="leqi-channel-missing", known_tax_id="")
+    assert find_tax_id(asked).status != VALID
+
+
+@pytest.mark.parametrize("intent, part", [("leqi-channel-missing", "handoff.done"), ("leqi-ids-swapped", "with_tax_id"),
+                                          ("greeting", "handoff.done")])
+def test_front_matter_parts_render_or_are_empty(kb, intent, part):
+    """A flow text comes from the FAQ's own front matter; an FAQ without it has none."""
+    text = kb.part(intent, part, ticket="T000001", tax_id="91110108551385082Q")
+    assert bool(text) == (intent != "greeting")
+
+
+def test_the_chat_reply_is_the_reply_key_else_the_body(kb):
+    """`reply` is what the chat sends; the body stays the whole answer (the web page)."""
+    assert kb.chat_reply("leqi-channel-missing") != kb.render("leqi-channel-missing")
+    assert kb.chat_reply("greeting") == kb.render("greeting")

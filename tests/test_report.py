@@ -38,7 +38,7 @@ def test_ticket_views_show_what_ops_act_on():
     ticket = Ticket(id=7, user="o-1", kind="channel", intent="leqi-channel-missing", status="open",
                     tax_id="91110108551385082Q", flags=("校验位未通过",), words="没有乐企通道", created_at=0.0)
     listing = format_ticket_list([ticket])
-    assert "T000007" in listing and "91110108551385082Q" in listing
+    assert "T000007" in listing and "91110108551385082Q" in listing and "校验位未通过" in listing
     shown = format_ticket(ticket, [{"at": 0.0, "kind": "created", "detail": ""}])
     assert "校验位未通过" in shown and "没有乐企通道" in shown and "created" in shown
     assert format_ticket_list([]) == "no tickets"

@@ -15,7 +15,7 @@ from bot.conversation.recognise import pick_choice
 from bot.conversation.turn import Result, Turn
 from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogClarified, LogHit,
                        LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage)
-from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id
+from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id, looks_like_tax_id
 
 MAX_BAD_ATTEMPTS = 3
 HUMAN_INTENT = "human-agent"
@@ -98,6 +98,11 @@ def resolved(turn: Turn) -> Result:
     return turn.state, [turn.say("resolved")]
 
 
+def acknowledged(turn: Turn) -> Result:
+    """好的 / 嗯 / 好的我试试: a short reply (still waiting for the tax ID, when we are); nothing logged."""
+    return turn.keep(), [turn.say("ack", waiting=turn.state.stage is Stage.AWAITING_TAX_ID)]
+
+
 def matched(turn: Turn) -> Result:
     """The matcher's verdict: answer, clarify, or fall back (logged for authors)."""
     match = turn.match()
@@ -178,10 +183,10 @@ def tax_id_given(turn: Turn) -> Result | None:
     return new, [turn.say("tax-id-invalid", value=given.value, reason="check digit")]
 
 
-def switches_topic(turn: Turn) -> bool:
-    """Filter: a message that is a command or a question where a tax ID was expected (SPEC 15)."""
-    idle = turn.at(turn.idle())
-    return bool(idle.command) or idle.match().decision in ("answer", "clarify")
+def tries_tax_id(turn: Turn) -> bool:
+    """Filter: where a tax ID was expected, a message that looks like an attempt at one (a code-like
+    run of letters and digits, or words about the tax ID); anything else is a question (SPEC 15)."""
+    return looks_like_tax_id(turn.text)
 
 
 def ask_again(turn: Turn) -> Result:

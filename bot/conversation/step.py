@@ -49,14 +49,15 @@ IDLE = [
     On(command("cancel"), flows.cancelled), On(command("human"), flows.human),
     On(command("status"), flows.status), On(command("forget"), flows.forget),
     On(command("help"), flows.help_), On(command("still-missing"), flows.still_missing),
-    On(command("resolved"), flows.resolved), On(always, flows.matched),
+    On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged), On(always, flows.matched),
 ]
 STAGES: dict[Stage, list[On]] = {
     Stage.IDLE: IDLE,
     Stage.AWAITING_CHOICE: [*NOT_TEXT, On(always, flows.picked), On(always, to_idle)],
     Stage.AWAITING_TAX_ID: [
         *NOT_TEXT, On(command("cancel"), flows.cancelled), On(command("confirm"), flows.confirmed),
-        On(always, flows.tax_id_given), On(flows.switches_topic, to_idle), On(always, flows.ask_again),
+        On(always, flows.tax_id_given), On(flows.tries_tax_id, flows.ask_again),
+        On(command("ack"), flows.acknowledged), On(always, to_idle),
     ],
     Stage.HUMAN: [
         On(kind("event"), human.event), On(kind("image"), human.image),

@@ -164,6 +164,15 @@ class TicketDesk:
         """Open a resolved ticket again; None if unknown."""
         return self.tickets.reopen(ticket_id, now or self.clock(), actor=actor)
 
+    def delivery_held(self, ticket_id: int | None, code: int | None) -> None:
+        """WeChat refused a message of this ticket (48 h window, quota …): ops hear it plainly, in the
+        ticket's coalesced update; it goes out with the customer's next message."""
+        ticket = self.tickets.get(ticket_id) if ticket_id else None
+        if ticket is None or not self.ops_enabled:
+            return
+        note = self.kb.render("desk-note", event="held", title=str(code or ""))
+        self._queue_update(ticket, update_line("note", note, self.clock()), self.clock())
+
     def delivery_label(self, status: str) -> str:
         """What a message's delivery status means, for ops (sent / held / dead / pending)."""
         return self.kb.render("desk-status", action="delivery", outcome=status, ticket="")

@@ -95,7 +95,7 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.extensions["spool"] = handle
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts)))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts, handle)))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
@@ -122,14 +122,15 @@ def spooling_handler(parts: Parts) -> SpoolingHandler:
     return SpoolingHandler(parts.service, spool, lambda: parts.kb.render("received-later"))
 
 
-def _wecom_handler(parts: Parts):
-    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to the bot."""
+def _wecom_handler(parts: Parts, bot_handle):
+    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to
+    `bot_handle` (the service behind the spool)."""
     if not parts.config.wecom.ops_users:
-        return parts.service.handle
+        return bot_handle
     from bot.desk.wecom_ops import WeComOps
 
     log.info("wecom: %d ops member(s) may answer tickets from the app", len(parts.config.wecom.ops_users))
-    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, parts.service.handle)
+    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, bot_handle)
 
 
 def _secret_key(config: Config) -> str:

@@ -8,11 +8,13 @@ import time
 from datetime import date, datetime, timedelta
 
 import pytest
+from markupsafe import escape
 
 from bot.localtime import zone
 from bot.model import Inbound
 from bot.store.base import TurnRecord
 from bot.tools.charts import Series, bar_chart, histogram
+from bot.tools.explain import explanation, format_explanation
 from bot.tools.insight import MAX_DAYS, collect, duration_text, explain_command, format_insight, parse_range
 from tests.console_cases import console_app, logged_in, make_ticket
 from tests.test_cli import run
@@ -117,7 +119,9 @@ def test_the_insight_page_draws_its_charts(busy):
 def test_the_explain_view_says_why_nothing_answered(busy):
     client, _ = logged_in(busy)
     body = client.get("/ops/insight/explain", query_string={"q": "红字发票怎么开"}).get_data(as_text=True)
-    assert "没有足够接近的答案" in body and "python -m bot explain" in body
+    matcher = busy.extensions["bot"].kb.matcher
+    assert "没有足够接近的答案" in body and str(escape(explain_command("红字发票怎么开"))) in body
+    assert str(escape(format_explanation(explanation(matcher, "红字发票怎么开")))) in body  # what the CLI prints
 
 
 def test_a_bad_date_on_the_page_falls_back_to_the_last_week(busy):

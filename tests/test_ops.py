@@ -10,7 +10,7 @@ import pytest
 
 from bot.app import create_app
 
-from bot.channels.ops import PAGE_SIZE
+from bot.channels.ops import PAGE_SIZE, actor_name
 from bot.localtime import local_day, zone
 from bot.model import Inbound
 from tests.console_cases import BAD_CHECK_DIGIT, TAX_ID, console_app, logged_in, make_ticket
@@ -85,13 +85,20 @@ def test_the_ticket_reads_as_a_chat_with_a_copy_button(app, parts):
     assert "标记完成" in body and 'class="confirm"' in body  # resolve sits behind a confirm
 
 
+def form_token(body: str, action: str) -> str:
+    """The CSRF token inside the form that posts to `action`."""
+    form = re.search(rf'<form[^>]*action="[^"]*/{action}"[^>]*>(.*?)</form>', body, re.S).group(1)
+    return re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+
+
 def test_reply_resolve_reopen_and_note_are_recorded_with_the_operator(app, parts):
     ticket = make_ticket(parts)
-    client, csrf = logged_in(app)
+    client, _ = logged_in(app)
     page = f"/ops/tickets/{ticket.id}"
     for action, form in (("reply", {"text": "已经改好了"}), ("note", {"text": "财务说明天再试"}),
                          ("resolve", {}), ("reopen", {})):
-        response = client.post(f"{page}/{action}", data={"csrf": csrf, **form})
+        token = form_token(client.get(page).get_data(as_text=True), action)  # each form carries its token
+        response = client.post(f"{page}/{action}", data={"csrf": token, **form})
         assert response.status_code == 303 and "done=" in response.headers["Location"]
     body = client.get(page).get_data(as_text=True)
     history = re.search(r'<ol class="history">(.*?)</ol>', body, re.S).group(1)
@@ -156,3 +163,11 @@ def test_health_and_metrics(app, parts):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'bot_tickets{status="open"} 1.0' in metrics
     assert 'bot_outbox{status="pending",target="ops"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("actor, words", [
+    ("console:王", "王"), ("cli:root", "命令行 root"), ("wecom:zhangsan", "企业微信 zhangsan"), ("", ""),
+    ("bot", "机器人"), ("ops", "运营"), ("robot", "robot"), ("other:x", "other:x"),
+])
+def test_who_did_it_reads_as_a_name(actor, words):
+    assert actor_name(actor) == words

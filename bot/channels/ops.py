@@ -86,7 +86,7 @@ def conversation(transcript: list[dict], messages: list) -> list[dict]:
     bubbles = [{"side": "customer" if m["direction"] == "in" else "bot", "who": "", "text": m["text"],
                 "at": m["at"], "delivery": ""} for m in transcript]
     desk = _parts().desk
-    bubbles += [{"side": "ops", "who": m.author, "text": m.text, "at": m.at,
+    bubbles += [{"side": "ops", "who": actor_name(m.author), "text": m.text, "at": m.at,
                  "delivery": desk.delivery_label(m.delivery) if m.delivery else ""}
                 for m in messages if m.who == "ops"]
     return sorted(bubbles, key=lambda b: b["at"])
@@ -136,6 +136,19 @@ def _back(ticket_id: int, done: str):
     return redirect(url_for("ops.ticket", ticket_id=ticket_id, done=done), 303)
 
 
+def _actor() -> str:
+    """Who acts, for the ticket history: "console:<operator>"."""
+    return f"console:{g.operator}"
+
+
+def actor_name(actor: str) -> str:
+    """An event's actor in words: the operator's name, "命令行 root", "企业微信 zhang", "机器人" ("" stays "")."""
+    where, _, name = actor.partition(":")
+    if not name:
+        return {"bot": "机器人", "ops": "运营"}.get(actor, actor)
+    return {"console": name, "cli": f"命令行 {name}", "wecom": f"企业微信 {name}"}.get(where, actor)
+
+
 def _text_field() -> str:
     """The posted text, trimmed to MAX_TEXT_CHARS."""
     return request.form.get("text", "").strip()[:MAX_TEXT_CHARS]
@@ -144,7 +157,7 @@ def _text_field() -> str:
 def resolve(ticket_id: int):
     """Mark done (after the confirm): the customer is told what to do next — the notice says
     whether that message went out, waits for their next message, or the ticket was done already."""
-    outcome = _parts().desk.resolve(ticket_id, actor=g.operator)
+    outcome = _parts().desk.resolve(ticket_id, actor=_actor())
     if outcome.ticket is None:
         abort(404)
     log.info("ops console: %s resolved ticket %s (%s)", g.operator, ticket_id, outcome.outcome)
@@ -153,7 +166,7 @@ def resolve(ticket_id: int):
 
 def reopen(ticket_id: int):
     """Open a resolved ticket again (after the confirm)."""
-    if _parts().desk.reopen(ticket_id, actor=g.operator) is None:
+    if _parts().desk.reopen(ticket_id, actor=_actor()) is None:
         abort(404)
     log.info("ops console: %s reopened ticket %s", g.operator, ticket_id)
     return _back(ticket_id, "reopened")
@@ -164,7 +177,7 @@ def reply(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    outcome = _parts().desk.reply(ticket_id, text, actor=g.operator)
+    outcome = _parts().desk.reply(ticket_id, text, actor=_actor())
     if outcome.ticket is None:
         abort(404)
     return _back(ticket_id, f"reply:{outcome.outcome}")
@@ -175,7 +188,7 @@ def note(ticket_id: int):
     text = _text_field()
     if not text:
         return _back(ticket_id, "empty")
-    if _parts().desk.note(ticket_id, text, actor=g.operator).ticket is None:
+    if _parts().desk.note(ticket_id, text, actor=_actor()).ticket is None:
         abort(404)
     return _back(ticket_id, "noted")
 
@@ -213,6 +226,7 @@ def ops_blueprint(app, clock=time.time) -> Blueprint:
     bp.before_request(ops_session.load_session)
     bp.after_request(ops_session.add_headers)
     bp.add_app_template_filter(lambda at: local_text(at, _tz()), "when")
+    bp.add_app_template_filter(actor_name, "who")
     bp.app_context_processor(lambda: {"operator": g.get("operator", ""), "csrf": g.get("csrf", ""),
                                       "ticket_label": _ticket_label})
     for rule, view, methods in ROUTES:

@@ -9,6 +9,7 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from bot.localtime import local_day, zone
 from bot.tools.charts import Series, bar_chart, histogram
+from bot.tools.explain import explanation, format_explanation
 from bot.tools.insight import collect, duration_text, explain_command, parse_range
 
 QUICK_RANGES = (7, 30, 90)  # the "last N days" links
@@ -53,12 +54,12 @@ def insight():
 
 
 def explain():
-    """Why a question got no answer: the matcher's candidates and decision, and the CLI command."""
+    """Why a question got no answer: what `python -m bot explain` prints, and that command."""
     question = request.args.get("q", "").strip()[:MAX_QUESTION_CHARS]
     if not question:
         return redirect(url_for("ops.insight"), 303)
-    match = _parts().kb.matcher.match(question)
-    return render_template("ops_explain.html", question=question, match=match,
+    data = explanation(_parts().kb.matcher, question)
+    return render_template("ops_explain.html", question=question, data=data, text=format_explanation(data),
                            command=explain_command(question))
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 240  # viewBox units; the SVG scales to its container
-LEFT, RIGHT, TOP, BOTTOM = 36, 8, 12, 40  # room for the y ticks and the day labels
-MAX_LABELS = 8  # day labels shown under the bars (others skipped) so they never overlap
+WIDTH, HEIGHT = 480, 220  # viewBox units; the SVG scales to its container (≈ 0.7× on a 390 px phone)
+LEFT, RIGHT, TOP, BOTTOM = 34, 6, 12, 34  # room for the y ticks and the day labels
+MAX_LABELS = 7  # day labels shown under the bars (others skipped) so they never overlap
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _axis(ticks: list[int], scale: float) -> list[str]:
     for value in ticks:
         y = HEIGHT - BOTTOM - value * scale
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                     f'<text class="tick" x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
+                     f'<text class="tick" x="{LEFT - 5}" y="{y + 5:.1f}" text-anchor="end">{value}</text>')
     return parts
 
 
@@ -61,7 +61,7 @@ def bar_chart(title: str, labels: list[str], series: list[Series], stacked: bool
         parts += _column(i, label, series, slot, scale, stacked)
         if i % every == 0:
             x = LEFT + slot * (i + 0.5)
-            parts.append(f'<text class="label" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+            parts.append(f'<text class="label" x="{x:.1f}" y="{HEIGHT - BOTTOM + 20}" '
                          f'text-anchor="middle">{escape(label)}</text>')
     return _figure(title, parts, _legend(series))
 
@@ -84,18 +84,18 @@ def _column(i: int, label: str, series: list[Series], slot: float, scale: float,
 
 def histogram(title: str, rows: list[tuple[str, int]]) -> Markup:
     """Horizontal bars: one row per bucket, its count at the end."""
-    row_height, label_width = 28, 96
+    row_height, label_width = 30, 104
     height = TOP + row_height * len(rows) + 8
     top = max([n for _, n in rows] or [0]) or 1
-    span = WIDTH - label_width - RIGHT - 40
+    span = WIDTH - label_width - RIGHT - 36
     parts = []
     for i, (label, n) in enumerate(rows):
         y = TOP + i * row_height
         width = span * n / top
-        parts.append(f'<text class="label" x="{label_width - 6}" y="{y + 18}" text-anchor="end">{escape(label)}</text>'
+        parts.append(f'<text class="label" x="{label_width - 6}" y="{y + 20}" text-anchor="end">{escape(label)}</text>'
                      f'<rect class="s0" x="{label_width}" y="{y + 4}" width="{width:.1f}" height="{row_height - 10}">'
                      f'<title>{escape(label)} {n}</title></rect>'
-                     f'<text class="tick" x="{label_width + width + 6:.1f}" y="{y + 18}">{n}</text>')
+                     f'<text class="tick" x="{label_width + width + 6:.1f}" y="{y + 20}">{n}</text>')
     return _figure(title, parts, "", height)
 
 

@@ -69,7 +69,7 @@ def create_ticket(db: Db, conn, ticket: Ticket, source_key: str, outbox: OutboxR
     new_id = conn.execute(stmt.returning(tickets.c.id)).scalar()
     if new_id is None:
         return select_tickets(conn, tickets.c.source_key == source_key)[0], False
-    created = select_tickets(conn, tickets.c.id == new_id)[0]
+    created = replace(ticket, id=new_id, attachments=())  # as stored: no need to read it back
     rows = outbox(created) if callable(outbox) else outbox
     queue_rows(conn, rows, new_id, ticket.user, ticket.created_at)
     _event(conn, new_id, ticket.created_at, "created", f"{ticket.kind} {ticket.intent}")

@@ -144,7 +144,10 @@ class Matcher:
             return Similarity.score(feature) if feature else 0.0
         if verdict is None or verdict.status != "verified":
             return 0.0
-        if verdict.coverage < self.floors[intent_id]:
+        floor = self.floors[intent_id]
+        if verdict.follow_up and self.kinds[intent_id] != "faq":  # 好的 / 客服 alone: little else
+            floor = max(floor, MIN_SMALLTALK_COVERAGE)
+        if verdict.coverage < floor:
             return COVERAGE_WEIGHT * verdict.coverage  # the need is there, the words are someone else's
         return VERIFIED_BASE + COVERAGE_WEIGHT * verdict.coverage + sim / 10
 

@@ -70,6 +70,17 @@ def display(name: str) -> str:
     return name.split("/", 1)[-1]
 
 
+def split_clauses(text: str) -> list[tuple[str, bool]]:
+    """(cleaned clause, ends with a question mark) for each clause of a message (at most MAX_CLAUSES)."""
+    raw = unicodedata.normalize("NFKC", text or "")
+    for symbol, word in lexicon().symbols:
+        raw = raw.replace(symbol, word)
+    pieces = _CLAUSE_SPLIT.split(_LATIN_SPACE.sub("\u0001", raw) + " ")  # [clause, separator, clause, …]
+    parts = [(clean(pieces[i].replace("\u0001", " ")), i + 1 < len(pieces) and "?" in pieces[i + 1])
+             for i in range(0, len(pieces), 2)]
+    return [(c, asked) for c, asked in parts if c][:MAX_CLAUSES]
+
+
 class Verifier:
     """Spots every concept of one knowledge base and judges intents' needs."""
 
@@ -99,16 +110,8 @@ class Verifier:
 
     def analyse(self, text: str) -> Analysis:
         """Clauses, words (jieba), sound key and concept mentions of a question."""
-        raw = unicodedata.normalize("NFKC", text or "")
-        for symbol, word in lexicon().symbols:
-            raw = raw.replace(symbol, word)
-        raw = _LATIN_SPACE.sub("\u0001", raw)
-        pieces = _CLAUSE_SPLIT.split(raw + " ")  # [clause, separator, clause, separator, …]
-        parts = [(clean(pieces[i].replace("\u0001", " ")), "?" in pieces[i + 1] if i + 1 < len(pieces) else False)
-                 for i in range(0, len(pieces), 2)]
-        kept = [(c, asked) for c, asked in parts if c][:MAX_CLAUSES]
-        clauses = [c for c, _ in kept]
-        cuts = [words(c, self.similarity.segmenter) for c in clauses]
+        kept = split_clauses(text)
+        cuts = [words(c, self.similarity.segmenter) for c, _asked in kept]
         keys = iter(word_keys([w for cut in cuts for w in cut], self.similarity.prefer, learn=False))
         spans, cut_words, key_parts, char_parts, shown, pos = [], [], [], [], [], 0
         for cut in cuts:

@@ -55,7 +55,6 @@ class Clock:
 
 def instrument(app, clock: Clock) -> None:
     """Put timers around the parts of the running app."""
-    from bot import dialogue, service
     from bot.channels import callback
 
     parts = app.extensions["bot"]
@@ -65,7 +64,8 @@ def instrument(app, clock: Clock) -> None:
     kb.short_answer = clock.wrap("templates", kb.short_answer)
     for name in ("open_message", "build_reply"):
         setattr(callback, name, clock.wrap("protocol", getattr(callback, name)))
-    service.dialogue.step = clock.wrap("dialogue", dialogue.step)
+    conversation = parts.service.conversation
+    object.__setattr__(conversation, "step", clock.wrap("dialogue", conversation.step))  # a frozen dataclass
     turns = store.turns
     real_turn = turns.turn
 

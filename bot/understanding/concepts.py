@@ -11,6 +11,7 @@ GAP_TOKENS tokens of the same clause (没收到…邀请 matches 没收到乐企
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterable
 
 from bot.understanding.lexicon import Concept, is_plain, split_gap
@@ -118,19 +119,16 @@ class Spotter:
 def _outermost(spots: list[Spot], rivals: frozenset[str]) -> list[Spot]:
     """Drop a mention of a rival concept lying strictly inside a longer mention of another rival
     (显示 inside 不显示, 没 inside 没问题); other concepts nest freely (单位ID in 两个单位ID, 弄好 in 弄好了)."""
-    by_start: dict[int, list[Spot]] = {}
-    for spot in spots:
-        if spot.concept in rivals:
-            by_start.setdefault(spot.start, []).append(spot)
-    longest = max((s.end - s.start for s in spots), default=0)
-    kept = []
-    for s in spots:
-        inside = s.concept in rivals and any(
-            o.end >= s.end and o.end - o.start > s.end - s.start and o.concept != s.concept
-            for start in range(max(0, s.end - longest), s.start + 1) for o in by_start.get(start, ()))
-        if not inside:
-            kept.append(s)
-    return kept
+    ranked = sorted((s for s in spots if s.concept in rivals), key=lambda s: (s.start, -s.end))
+    hidden: set[Spot] = set()
+    reach: Spot | None = None  # the rival mention reaching furthest right among those started so far
+    for spot in ranked:
+        if reach is not None and reach.end >= spot.end and reach.concept != spot.concept and (
+                reach.end - reach.start > spot.end - spot.start):
+            hidden.add(spot)
+        if reach is None or spot.end > reach.end:
+            reach = spot
+    return [s for s in spots if s not in hidden]
 
 
 def names(spots: Iterable[Spot], start: int = 0, end: int | None = None) -> set[str]:
@@ -138,7 +136,18 @@ def names(spots: Iterable[Spot], start: int = 0, end: int | None = None) -> set[
     return {s.concept for s in spots if s.start >= start and (end is None or s.end <= end)}
 
 
+@lru_cache(maxsize=4096)
+def _split(alternative: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """(concepts that must be present, "-name" concepts that must be absent) of one line."""
+    return (frozenset(n for n in alternative if not n.startswith("-")),
+            frozenset(n[1:] for n in alternative if n.startswith("-")))
+
+
 def satisfied(alternatives: Iterable[tuple[str, ...]], present: set[str]) -> list[tuple[str, ...]]:
     """The alternatives whose concepts are all present and whose "-name" concepts are all absent."""
-    return [alt for alt in alternatives
-            if all((n[1:] not in present) if n.startswith("-") else (n in present) for n in alt)]
+    out = []
+    for alternative in alternatives:
+        must, must_not = _split(alternative)
+        if must <= present and not must_not & present:
+            out.append(alternative)
+    return out

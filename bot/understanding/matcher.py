@@ -7,7 +7,8 @@
    question's need only when one line of its needs is mentioned within one or two adjacent
    clauses, none of its `excludes` is mentioned, and the words around the need are the intent's
    own (coverage ≥ MIN_COVERAGE for FAQs, ≥ MIN_SMALLTALK_COVERAGE of the whole message for small
-   talk). Its score is then VERIFIED_BASE + COVERAGE_WEIGHT × coverage + a tenth of similarity;
+   talk). Its score is then VERIFIED_BASE + COVERAGE_WEIGHT × coverage (similarity is not needed, so
+   it is only computed for intents without needs and for `explain`);
    a need that is not there scores 0 however similar the question sounds (乐企是什么意思 shares
    words with both FAQs and is neither). Intents without `needs` keep the similarity score.
 3. Decide: top < ANSWER_THRESHOLD → "none" (fallback, logged for authors); a lead < CLARIFY_MARGIN
@@ -82,6 +83,7 @@ class Matcher:
         self.similarity = Similarity(kb, extra_vocabulary(kb))
         prefer = self.similarity.prefer
         self.verifier = Verifier(kb, self.similarity, lambda text: sound_key(clean(text), prefer))
+        self.by_similarity = any(not (i.needs or i.follow_ups) for i in kb.intents.values())
         self.with_needs = frozenset(iid for iid, i in kb.intents.items() if i.needs or i.follow_ups)
         self.kinds = {iid: i.kind for iid, i in kb.intents.items()}
         self.handoffs = frozenset(iid for iid, i in kb.intents.items() if i.then == "handoff" and i.kind != "faq")
@@ -90,32 +92,37 @@ class Matcher:
 
     def match(self, text: str) -> Match:
         """Score `text` against the intents and decide answer / clarify / none."""
-        return self.signals(text).match
+        return self.signals(text, detail=False).match
 
-    def signals(self, text: str) -> Signals:
-        """One scoring pass, and a second without courtesy words when the first found nothing."""
-        first = self._pass(text)
+    def signals(self, text: str, detail: bool = True) -> Signals:
+        """One scoring pass, and a second without courtesy words when the first found nothing.
+
+        `detail` also computes what only an explanation shows (every intent's similarity, the closest
+        `needs` line of an intent that was not verified); the decision is the same either way.
+        """
+        first = self._pass(text, detail)
         if first.match.decision == "none":
             bare = strip_courtesy(text)
             if bare and bare != clean(text):
-                return self._pass(bare)
+                return self._pass(bare, detail)
         return first
 
-    def _pass(self, text: str) -> Signals:
+    def _pass(self, text: str, detail: bool) -> Signals:
         """Rank every intent, verify those with needs, decide."""
         text = text[:MAX_QUESTION_CHARS]
-        _query, feats = self.similarity.features(text, self.with_needs)
-        analysis = self.verifier.analyse(text)
-        verdicts = {iid: self.verifier.verdict(analysis, iid) for iid in self.with_needs} if analysis.key else {}
+        feats = self.similarity.features(text, self.with_needs)[1] if detail or self.by_similarity else {}
+        analysis = self.verifier.analyse(text) if self.with_needs else None  # no concepts: similarity alone
+        verdicts = ({iid: self.verifier.verdict(analysis, iid, detail) for iid in self.with_needs}
+                    if analysis is not None and analysis.key else {})
         scores = {iid: round(self._score(iid, feats.get(iid), verdicts.get(iid)), 1)
                   for iid in set(feats) | set(verdicts)}
         ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p, verdicts), -p[1], p[0]))
         match = self.decide(tuple(p for p in ranked[:MAX_CANDIDATES] if p[1] > 0), verdicts)
-        exact = next((iid for iid, f in feats.items() if f["exact"]), None)
+        exact = self.similarity.exact_intent(text)
         if exact is not None:  # the author's own words for this intent
             rest = tuple(c for c in match.candidates if c[0] != exact)[:MAX_CANDIDATES - 1]
             match = Match("answer", exact, 100.0, ((exact, 100.0), *rest))
-        topic = self.verifier.bare_topic(analysis) if match.decision == "none" and analysis.key else []
+        topic = self.verifier.bare_topic(analysis) if match.decision == "none" and analysis and analysis.key else []
         if len(topic) > 1:  # only a topic several FAQs share: ask which one
             match = Match("clarify", None, self.answer_threshold, tuple((i, self.answer_threshold) for i in topic))
         return Signals(text, feats, verdicts, scores, match)
@@ -137,7 +144,6 @@ class Matcher:
 
     def _score(self, intent_id: str, feature: dict | None, verdict: Verdict | None) -> float:
         """0..100 for one intent: verified need, or similarity alone for intents without needs."""
-        sim = feature["sim"] if feature else 0.0
         if feature and feature["exact"]:
             return 100.0
         if intent_id not in self.with_needs:
@@ -149,7 +155,7 @@ class Matcher:
             floor = max(floor, MIN_SMALLTALK_COVERAGE)
         if verdict.coverage < floor:
             return COVERAGE_WEIGHT * verdict.coverage  # the need is there, the words are someone else's
-        return VERIFIED_BASE + COVERAGE_WEIGHT * verdict.coverage + sim / 10
+        return VERIFIED_BASE + COVERAGE_WEIGHT * verdict.coverage
 
     def decide(self, candidates: tuple[tuple[str, float], ...], verdicts: dict[str, Verdict] | None = None) -> Match:
         """Turn ranked candidates into a decision; an answerable FAQ is only ever unsure against another FAQ."""

@@ -136,8 +136,8 @@ class Verifier:
         return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
                         tuple(asked for _c, asked in kept))
 
-    def verdict(self, analysis: Analysis, intent_id: str) -> Verdict:
-        """Judge one intent with needs against an analysed question."""
+    def verdict(self, analysis: Analysis, intent_id: str, detail: bool = True) -> Verdict:
+        """Judge one intent with needs against an analysed question (`detail`: name the closest line)."""
         everywhere = names(analysis.spots)
         hit = satisfied(self.excludes[intent_id], everywhere)
         if hit:
@@ -150,7 +150,8 @@ class Verifier:
         for span, present in self._asking(analysis, intent_id):
             tries += [(need, span, True, True) for need in satisfied(self.follow_ups[intent_id], present)]
         verdicts = [self._judge(analysis, intent_id, need, *span, whole=flag, follow_up=f) for need, span, flag, f in tries]
-        return max(verdicts, key=lambda v: v.coverage, default=None) or self._closest(intent_id, everywhere)
+        best = max(verdicts, key=lambda v: v.coverage, default=None)
+        return best or (self._closest(intent_id, everywhere) if detail else Verdict("missing"))
 
     def _asking(self, analysis: Analysis, intent_id: str) -> list[tuple[tuple[int, int], set[str]]]:
         """Where a follow-up is judged: the segments that hold the message's last question (切到乐企以后，

@@ -61,6 +61,19 @@ def perturb(text: str, rng: random.Random) -> str:
     return variant.replace("企", "琪") if rng.random() < 0.3 else variant
 
 
+def cpu_times(matcher, questions: list[str], tries: int = 3) -> list[float]:
+    """CPU milliseconds per question, the best of `tries` (what a loaded machine does not inflate)."""
+    out = []
+    for question in questions:
+        best = float("inf")
+        for _ in range(tries):
+            start = time.process_time()
+            matcher.match(question)
+            best = min(best, time.process_time() - start)
+        out.append(best * 1000)
+    return out
+
+
 def latencies(matcher, questions: list[str]) -> list[float]:
     """Milliseconds per match call."""
     out = []
@@ -115,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     texts = shipped_questions()
     latencies(matcher, texts)  # warm-up: jieba, pinyin caches
     report("(a) shipped FAQ", build_s, latencies(matcher, [rng.choice(texts) for _ in range(args.queries)]))
+    cpu = statistics.quantiles(cpu_times(matcher, texts), n=100)
+    print(f"    CPU per question (best of 3, every eval question once): p50 {cpu[49]:.2f} ms, p99 {cpu[98]:.2f} ms")
     print(f"    resident memory: {before:.0f} MB before loading, {resident_mb():.0f} MB with the matcher "
           f"(+{resident_mb() - before:.0f} MB)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     queries = [perturb(questions[i], rng) for i in picks]
     latencies(matcher, queries[:50])
     report(f"(b) {len(questions)} questions / {args.intents} intents", build_s, latencies(matcher, queries))
+    cpu = statistics.quantiles(cpu_times(matcher, queries[:500]), n=100)
+    print(f"    CPU per question (best of 3, 500 questions): p50 {cpu[49]:.2f} ms, p99 {cpu[98]:.2f} ms")
     print(f"    resident memory with both matchers: {resident_mb():.0f} MB")
     hits = sum(top_intent(matcher, q) == f"intent-{i // args.per_intent:04d}" for q, i in zip(queries, picks))
     print(f"    sanity: the perturbed question's own intent ranks first in {hits / len(queries):.1%}")

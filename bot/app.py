@@ -10,12 +10,17 @@ from dataclasses import dataclass
 from flask import Flask
 from flask.sessions import SessionInterface
 
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
 from bot.config import Config, load_config
 from bot.conversation import Conversation, Limits
 from bot.desk import TicketDesk
 from bot.kb import KnowledgeBase, load_kb
 from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
+from bot.spool import Spool, SpoolingHandler, start_drain_thread
 from bot.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -88,14 +93,17 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.session_interface = NoCookieSession()
     app.extensions["bot"] = parts
     app.register_blueprint(web.web_blueprint(parts))
-    handle = parts.service.handle
+    handle = spooling_handler(parts)
+    app.extensions["spool"] = handle
     app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts)))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts, handle)))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:
         _start_outbox(parts)
+    if start_worker and handle.spool is not None:
+        start_drain_thread(handle)
     return app
 
 
@@ -111,14 +119,32 @@ class NoCookieSession(SessionInterface):
         """Nothing to save."""
 
 
-def _wecom_handler(parts: Parts):
-    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to the bot."""
+def spool_folder(config: Config) -> Path | None:
+    """[storage] spool_dir, else a spool/ folder beside a SQLite file, else var/spool (None: in memory)."""
+    if config.storage.spool_dir:
+        return Path(config.storage.spool_dir)
+    url = make_url(config.storage.url)
+    if url.get_backend_name() == "sqlite":
+        return Path(url.database).parent / "spool" if url.database not in (None, "", ":memory:") else None
+    return Path("var") / "spool"
+
+
+def spooling_handler(parts: Parts) -> SpoolingHandler:
+    """The webhook handler: the service with the local spool behind it."""
+    folder = spool_folder(parts.config)
+    spool = Spool(folder) if folder is not None else None
+    return SpoolingHandler(parts.service, spool, lambda: parts.kb.render("received-later"))
+
+
+def _wecom_handler(parts: Parts, bot_handle):
+    """/wecom's handler: ops members' commands (`[wecom] ops_users`) go to the desk, others to
+    `bot_handle` (the service behind the spool)."""
     if not parts.config.wecom.ops_users:
-        return parts.service.handle
+        return bot_handle
     from bot.desk.wecom_ops import WeComOps
 
     log.info("wecom: %d ops member(s) may answer tickets from the app", len(parts.config.wecom.ops_users))
-    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, parts.service.handle)
+    return WeComOps(parts.desk, parts.store, parts.config.wecom.ops_users, bot_handle)
 
 
 def _secret_key(config: Config) -> str:

@@ -87,6 +87,7 @@ class StorageConfig:
 
     url: str = "sqlite:///var/bot.db"
     redis_url: str = ""
+    spool_dir: str = ""  # local disk for messages the store cannot take; "" = spool/ beside a SQLite file, else var/spool
 
 
 @dataclass(frozen=True)

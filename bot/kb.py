@@ -89,6 +89,7 @@ TEXT_VARS: dict[str, dict] = {
     "ops-update": {"ticket": "T000001", "label": "样例", "live": True, "reopened": False,
                    "lines": [{"time": "09:00:00", "who": "customer", "text": "样例", "url": ""}]} | _OPS_LINK,
     "ops-reply": {"text": "样例"},
+    "received-later": {},
     "ops-usage": {},
     "desk-note": {"event": "answered", "title": "样例"},
     "desk-status": {"action": "reply", "outcome": "queued", "ticket": "T000001"},

@@ -15,9 +15,9 @@ from bot.reload import Snapshots, watch
 
 log = logging.getLogger(__name__)
 
+WORKER_CLASSES = ("sync", "gthread")
 # The request line without its query string: WeChat's query carries signature, msg_signature and
 # nonce, which a log must never record (with them, a captured plaintext request could be replayed).
-WORKER_CLASSES = ("sync", "gthread")
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 
 

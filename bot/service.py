@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from bot.conversation import Conversation
@@ -93,6 +93,11 @@ class Noted:
 Result = Said | TicketOpened | ImageFiled | TicketsListed | Noted
 
 
+def reply_row(inbound: Inbound, text: str) -> dict:
+    """The outbox row that delivers a late reply by customer-service message on the message's channel."""
+    return {"target": "customer", "user": inbound.user, "payload": {"text": text, "channel": inbound.channel}}
+
+
 class BotService:
     """Handles one inbound message end to end and returns the passive reply text (or None)."""
 
@@ -114,12 +119,16 @@ class BotService:
             AttachImage: self._attach, ShowTickets: self._show_tickets, EndSession: self._end,
         }
 
-    def handle(self, inbound: Inbound) -> str | None:
-        """Reply to a message exactly once: a retry of the same message gets the same reply."""
+    def handle(self, inbound: Inbound, push_reply: bool = False) -> str | None:
+        """Reply to a message exactly once: a retry of the same message gets the same reply.
+
+        `push_reply`: the message comes late (from the spool), so its reply is queued in the
+        same transaction as a customer-service message instead of being returned for a passive reply.
+        """
         key = f"{inbound.channel}:{inbound.msg_id}" if inbound.msg_id else ""
         with self.store.turns.turn(key, inbound.user, self.clock(), CLAIM_LEASE_SECONDS, inbound.stamp) as turn:
             if turn.status == "new":
-                return self._process(inbound, key, turn)
+                return self._process(inbound, key, turn, push_reply)
             if turn.status == "done":
                 log.info("dedupe: retry of %s answered from store", key)
                 return turn.reply or None
@@ -138,7 +147,7 @@ class BotService:
                     return self._process(inbound, key, turn)
         return None
 
-    def _process(self, inbound: Inbound, key: str, turn: Turn) -> str | None:
+    def _process(self, inbound: Inbound, key: str, turn: Turn, push_reply: bool = False) -> str | None:
         """Run the dialogue step, then its actions and the turn's record in one transaction."""
         now, later = self.clock(), []
         state = turn.session
@@ -150,7 +159,11 @@ class BotService:
             context = Context(inbound, key, now, tx, later)
             results = [self.performers[type(action)](action, context) for action in actions]
             held = [row.payload["text"] for row in tx.outbox.take_held(inbound.user, now)] if turn.held else []
-            return self._record(inbound, session, results, held)
+            record = self._record(inbound, session, results, held)
+            if push_reply and record.reply:  # pushed: a late WeChat retry must not get it a second time
+                tx.outbox.queue(reply_row(inbound, record.reply), None, now)
+                return replace(record, reply="")
+            return record
         reply = turn.commit(work) or None
         for job in later:
             self.spawn(job)

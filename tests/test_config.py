@@ -26,7 +26,7 @@ def test_example_config_loads_and_documents_every_key():
     example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for name in ("token", "app_id", "app_secret", "encoding_aes_key", "api_base_url", "corp_id",
                  "agent_id", "secret", "webhook_url", "console_password", "url", "redis_url",
-                 "public_url", "workers"):
+                 "public_url", "workers", "mode", "spool_dir", "metrics_token", "dev"):
         assert f"{name} =" in example, name
 
 

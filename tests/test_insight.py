@@ -146,3 +146,10 @@ def test_the_terminal_text_has_every_figure():
     text = format_insight(found)
     assert re.search(rf"{DAY2}\s+2\s+2\s+1\s+1\s+2\n", text)
     assert "中位数 1.0 小时 · P90 4.0 小时" in text and "收费吗" in text
+
+
+@pytest.mark.parametrize("top, ticks", [(0, [0, 1]), (3, [0, 1, 2, 3]), (25, [0, 10, 20, 30]),
+                                        (6, [0, 2, 4, 6]), (140, [0, 50, 100, 150])])
+def test_axis_ticks_are_round(top, ticks):
+    svg = str(bar_chart("t", ["a"], [Series("x", (top,))]))
+    assert [int(v) for v in re.findall(r'class="tick"[^>]*>(\d+)<', svg)] == ticks

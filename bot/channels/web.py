@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, request, send_from_directory
+from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
 
 from bot.kb import IMAGE_FILE
 from bot.metrics import render_metrics
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 STEP_LINE = re.compile(r"\s*(\d+)[.、．)]")
 IMAGE_MAX_AGE = 86400  # screenshots change rarely; a day of browser cache
+HEALTH_TOKEN_SECONDS = 60  # /healthz writes a throwaway token: proof the store takes writes
 
 
 def answer_blocks(body: str, images: tuple[dict, ...], folder: Path) -> list[dict]:
@@ -40,13 +41,16 @@ def web_blueprint(parts) -> Blueprint:
 
     @bp.get("/healthz")
     def healthz():
-        """200 when the store answers, 503 otherwise."""
+        """200 when the store takes a write (a full disk or a stopped database: 503); spool depth."""
+        spool = current_app.extensions.get("spool")
+        spooled = len(spool.spool.pending()) if spool is not None and spool.spool is not None else 0
         try:
-            parts.store.tokens.get("healthz", time.time())
-        except Exception:  # noqa: BLE001 - any store failure means unhealthy
-            log.exception("healthz: store unavailable")
-            return {"status": "error", "store": "unavailable"}, 503
-        return {"status": "ok", "intents": len(parts.kb.intents)}
+            now = time.time()
+            parts.store.tokens.put("healthz", str(int(now)), now + HEALTH_TOKEN_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - any store failure means unhealthy
+            log.warning("healthz: store cannot write (%s)", type(exc).__name__)
+            return {"status": "error", "store": "cannot write", "spooled": spooled}, 503
+        return {"status": "ok", "intents": len(parts.kb.intents), "spooled": spooled}
 
     @bp.get("/metrics")
     def metrics():

@@ -6,7 +6,7 @@ intent are a counter bumped in the message's own write transaction (table `count
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, String, Table, func, or_, select
+from sqlalchemy import Column, Integer, String, Table, func, select
 
 from bot.store.schema import metadata, outbox_table, tickets, unanswered
 
@@ -22,11 +22,11 @@ class SqlGauges:
     def metric_counts(self) -> dict:
         """{"tickets": {status: n}, "outbox": {"target:status": n}, "hits": {intent: n}, "unanswered": n}."""
         cols, out = tickets.c, outbox_table.c
-        not_resolved = or_(cols.status < "resolved", cols.status > "resolved")  # two index ranges
+        below, above = cols.status < "resolved", cols.status > "resolved"  # each an index range
         with self.db.tx() as conn:
             total = conn.execute(select(func.max(cols.id))).scalar() or 0
-            states = dict(conn.execute(select(cols.status, func.count()).where(not_resolved)
-                                       .group_by(cols.status)).all())
+            states = {status: n for part in (below, above) for status, n in conn.execute(
+                select(cols.status, func.count()).where(part).group_by(cols.status)).all()}
             queued = conn.execute(select(out.target, out.status, func.count()).where(out.status.in_(UNSENT))
                                   .group_by(out.target, out.status)).all()
             rows = conn.execute(select(func.max(out.id))).scalar() or 0

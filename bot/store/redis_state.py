@@ -1,9 +1,11 @@
 """Redis in front of SQL: dedupe, conversation state and tokens shared across hosts; the rest in SQL.
 
 A message checks its delivery's timestamp+nonce, claims its key and reads its state in one Lua
-call (a stamp is recorded with the claim), then writes its durable part
-(transcript, analytics, tax ID, tickets, outbox) in one SQL transaction and its state and reply in
-one Redis pipeline. A claim without a reply older than the lease (a killed worker) is taken over.
+call (a stamp is recorded with the claim), then writes everything in one SQL transaction —
+including its state and reply, so Redis is a cache: a Redis restart (`shutdown nosave`) loses no
+conversation, and a reply kept in SQL still answers a retry — and then its state and reply in one
+Redis pipeline. A claim without a reply older than the lease (a killed worker) is taken over.
+While Redis is unreachable (REDIS_TIMEOUT), turns and tokens run on SQL alone.
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ import redis
 from bot.model import STATE_KEEP_SECONDS, Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, Store, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
-from bot.store.sql import Db, sql_store
+from bot.store.sql import Db, SqlTokens, sql_store
 from bot.store.sql_turns import SqlTurns, SqlWriter, write_record
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TTL_SECONDS = 24 * 3600
+REDIS_TIMEOUT = 1.0  # seconds: a Redis that does not answer in 1 s is down; SQL takes over (WeChat waits 5 s)
 
 # KEYS = message key, session key, stamp key; ARGV = now, lease, ttl, the stamp's expiry ("" = no
 # stamp), the stamp's ttl. Atomic: a stamp another live message used is a replay; at most one
@@ -61,13 +64,21 @@ class RedisTurn:
         self.status, self.reply, self.session, self.held = status, reply, session or Session(), held
 
     def commit(self, work: Callable[[TurnWriter], TurnRecord]) -> str:
-        """Durable writes in one SQL transaction, then state and reply in one Redis pipeline."""
+        """Everything in one SQL transaction (state and reply too), then the Redis cache."""
         db = self.turns.db
         with db.tx(write=True) as conn:
             record = work(SqlWriter(db.on(conn), self.user))
-            write_record(db, conn, self.user, self.now, record, state=False, key="")
-        self.turns.finish(self.key, self.user, self.now, record)
+            write_record(db, conn, self.user, self.now, record, state=True, key=self.key)
+        try:
+            self.turns.finish(self.key, self.user, self.now, record)
+        except redis.RedisError as exc:  # SQL has it all; a retry finds the reply there
+            log.warning("store: Redis unavailable after a turn (%s); kept in SQL", type(exc).__name__)
         return record.reply
+
+
+def newer(cached: Session, kept: Session) -> Session:
+    """The later of Redis's cached state and SQL's (SQL moved on while Redis was unreachable)."""
+    return kept if kept.updated_at > cached.updated_at else cached
 
 
 class RedisTurns:
@@ -86,15 +97,15 @@ class RedisTurns:
     @contextmanager
     def turn(self, key: str, user: str, now: float, lease: float = CLAIM_LEASE_SECONDS,
              stamp: Stamp | None = None):
-        """Check the stamp, claim `key` and read the state in one call; tax ID and held flag from SQL."""
-        session_key = self.key("session", user)
-        if key:
-            until, ttl = (repr(stamp.expires_at), max(1, int(stamp.expires_at - now) + 1)) if stamp else ("", 0)
-            status, *rest = self._claim(
-                keys=[self.key("msg", key), session_key, self.key("stamp", stamp.name if stamp else "")],
-                args=[repr(now), repr(lease), self.message_ttl, until, ttl])
-        else:
-            status, rest = "new", [self.redis.get(session_key)]
+        """Check the stamp, claim `key` and read the state in one call; tax ID, held flag (and, when
+        SQL has a newer state or a reply, those) from SQL. Without Redis: the SQL turn."""
+        try:
+            status, rest = self._claim_in_redis(key, user, now, lease, stamp)
+        except redis.RedisError as exc:
+            log.warning("store: Redis unavailable (%s); message %s on SQL alone", type(exc).__name__, key)
+            with self.sql.turn(key, user, now, lease, stamp) as turn:
+                yield turn
+            return
         if status == "replay":
             raise Replay(stamp.name)
         if status not in ("new", "takeover"):
@@ -103,8 +114,24 @@ class RedisTurns:
         if status == "takeover":
             log.warning("store: took over stale claim on message %s", key)
         with self.db.tx() as conn:
-            tax_id, held = self.db.hot.load_user.first(conn, user=user)
-        yield RedisTurn(self, key, user, now, "new", session=decode_session(rest[0], tax_id), held=bool(held))
+            state, tax_id, held, reply, _ = self.db.hot.load.first(conn, key=key, user=user, stamp="", now=now)
+        if reply is not None:  # answered while Redis was away (or after it lost its cache)
+            yield RedisTurn(self, key, user, now, "done", reply=reply)
+            return
+        session = newer(decode_session(rest[0] if rest else None, tax_id), decode_session(state, tax_id))
+        yield RedisTurn(self, key, user, now, "new", session=session, held=bool(held))
+
+    def _claim_in_redis(self, key: str, user: str, now: float, lease: float,
+                        stamp: Stamp | None) -> tuple[str, list]:
+        """(status, [cached state or reply]) from one Lua call (a GET when there is no key)."""
+        session_key = self.key("session", user)
+        if not key:
+            return "new", [self.redis.get(session_key)]
+        until, ttl = (repr(stamp.expires_at), max(1, int(stamp.expires_at - now) + 1)) if stamp else ("", 0)
+        status, *rest = self._claim(
+            keys=[self.key("msg", key), session_key, self.key("stamp", stamp.name if stamp else "")],
+            args=[repr(now), repr(lease), self.message_ttl, until, ttl])
+        return status, rest
 
     def finish(self, key: str, user: str, now: float, record: TurnRecord) -> None:
         """The new state and the stored reply, in one pipeline."""
@@ -131,26 +158,33 @@ class RedisTurns:
 class RedisTokens:
     """Access tokens in Redis hashes."""
 
-    def __init__(self, client: redis.Redis, prefix: str):
-        """Tokens under `prefix`."""
-        self.redis, self.prefix = client, prefix
+    def __init__(self, client: redis.Redis, prefix: str, sql: SqlTokens):
+        """Tokens under `prefix`, also kept in `sql` for when Redis is away."""
+        self.redis, self.prefix, self.sql = client, prefix, sql
 
     def get(self, name: str, now: float) -> str | None:
-        """A cached token that is still valid at `now`, else None."""
-        value, expires_at = self.redis.hmget(f"{self.prefix}token:{name}", ["value", "expires_at"])
+        """A cached token that is still valid at `now`, else None (Redis down: SQL's)."""
+        try:
+            value, expires_at = self.redis.hmget(f"{self.prefix}token:{name}", ["value", "expires_at"])
+        except redis.RedisError:
+            return self.sql.get(name, now)
         if value and expires_at and float(expires_at) > now:
             return value
         return None
 
     def put(self, name: str, value: str, expires_at: float) -> None:
-        """Cache a token until expires_at (checked against the caller's clock on read)."""
-        self.redis.hset(f"{self.prefix}token:{name}", mapping={"value": value, "expires_at": repr(expires_at)})
+        """Cache a token until expires_at in SQL and Redis (checked against the caller's clock on read)."""
+        self.sql.put(name, value, expires_at)
+        try:
+            self.redis.hset(f"{self.prefix}token:{name}", mapping={"value": value, "expires_at": repr(expires_at)})
+        except redis.RedisError as exc:
+            log.warning("store: Redis unavailable for tokens (%s); kept in SQL", type(exc).__name__)
 
 
 def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
     """Turns and tokens in Redis (with timeouts), tickets, outbox and the report in `db`."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=3.0,
-                                  socket_connect_timeout=3.0)
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=REDIS_TIMEOUT,
+                                  socket_connect_timeout=REDIS_TIMEOUT)
     sql = sql_store(db)
 
     def close() -> None:
@@ -158,5 +192,5 @@ def redis_store(redis_url: str, db: Db, prefix: str = "leqi:") -> Store:
         client.close()
         db.close()
     return Store(turns=RedisTurns(client, db, prefix), tickets=sql.tickets, outbox=sql.outbox,
-                 tokens=RedisTokens(client, prefix), reports=sql.reports, close=close, console=sql.console,
-                 conversations=sql.conversations)
+                 tokens=RedisTokens(client, prefix, sql.tokens), reports=sql.reports, close=close,
+                 console=sql.console, conversations=sql.conversations)

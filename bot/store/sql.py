@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Table, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,10 +40,21 @@ class Db:
         self._write_lock = WriterQueue(self.engine.url.database + ".lock") if on_disk else nullcontext()
         self._checkpoints = Checkpointer(self.engine.url.database) if on_disk else None
         self._conn = None  # set on a Db bound to an open transaction (see `on`)
-        with self.tx(write=True) as conn:
-            self.advisory_lock(conn, SCHEMA_LOCK)
-            metadata.create_all(conn)
-            add_missing_columns(conn)
+        self._schema_ready = False
+        try:
+            self._create_schema()
+        except OperationalError as exc:  # a worker (re)starting during an outage must still boot
+            log.warning("store: %s unreachable at start (%s); the schema is checked on first use",
+                        self.engine.url.render_as_string(hide_password=True), type(exc).__name__)
+
+    def _create_schema(self) -> None:
+        """Create missing tables and columns (safe when several workers start at once)."""
+        with self._lock, self.engine.connect() as conn:
+            with self._write_lock, conn.execution_options(immediate=True).begin():
+                self.advisory_lock(conn, SCHEMA_LOCK)
+                metadata.create_all(conn)
+                add_missing_columns(conn)
+        self._schema_ready = True
         log.info("store: %s ready", self.engine.url.render_as_string(hide_password=True))
 
     @property
@@ -53,7 +65,10 @@ class Db:
 
     @contextmanager
     def connection(self):
-        """One pooled connection (in-memory SQLite: the only one, held under the lock)."""
+        """One pooled connection (in-memory SQLite: the only one, held under the lock); the schema
+        is made first if the database was unreachable when this Db opened."""
+        if not self._schema_ready:
+            self._create_schema()
         with self._lock, self.engine.connect() as conn:
             yield conn
 

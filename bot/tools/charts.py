@@ -24,10 +24,10 @@ class Series:
 
 
 def _ticks(top: int) -> list[int]:
-    """Up to five round y-axis values from 0 to at least `top`."""
-    step = max(1, math.ceil(top / 4))
-    magnitude = 10 ** (len(str(step)) - 1)
-    step = math.ceil(step / magnitude) * magnitude
+    """Round y-axis values (steps of 1, 2 or 5 × 10ⁿ) from 0 to at least `top`, at most six."""
+    wanted = max(1.0, top / 4)
+    magnitude = 10 ** math.floor(math.log10(wanted))
+    step = next(int(m * magnitude) for m in (1, 2, 5, 10) if m * magnitude >= wanted)
     return list(range(0, max(top, 1) + step, step))[:6]
 
 

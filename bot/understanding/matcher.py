@@ -111,9 +111,9 @@ class Matcher:
         """Rank every intent, verify those with needs, decide."""
         text = text[:MAX_QUESTION_CHARS]
         feats = self.similarity.features(text, self.with_needs)[1] if detail or self.by_similarity else {}
-        analysis = self.verifier.analyse(text)
+        analysis = self.verifier.analyse(text) if self.with_needs else None  # no concepts: similarity alone
         verdicts = ({iid: self.verifier.verdict(analysis, iid, detail) for iid in self.with_needs}
-                    if analysis.key else {})
+                    if analysis is not None and analysis.key else {})
         scores = {iid: round(self._score(iid, feats.get(iid), verdicts.get(iid)), 1)
                   for iid in set(feats) | set(verdicts)}
         ranked = sorted(scores.items(), key=lambda p: (-self._answerable_faq(p, verdicts), -p[1], p[0]))
@@ -122,7 +122,7 @@ class Matcher:
         if exact is not None:  # the author's own words for this intent
             rest = tuple(c for c in match.candidates if c[0] != exact)[:MAX_CANDIDATES - 1]
             match = Match("answer", exact, 100.0, ((exact, 100.0), *rest))
-        topic = self.verifier.bare_topic(analysis) if match.decision == "none" and analysis.key else []
+        topic = self.verifier.bare_topic(analysis) if match.decision == "none" and analysis and analysis.key else []
         if len(topic) > 1:  # only a topic several FAQs share: ask which one
             match = Match("clarify", None, self.answer_threshold, tuple((i, self.answer_threshold) for i in topic))
         return Signals(text, feats, verdicts, scores, match)

@@ -145,10 +145,12 @@ class Verifier:
         small = intent_id in self.whole
         negated = {n for n in everywhere if f"-{n}" in self.negated[intent_id]}
         tries = []
-        for span, present in self._segments(analysis, intent_id):
-            tries += [(need, span, small, False) for need in satisfied(self.needs[intent_id], present | negated)]
-        for span, present in self._asking(analysis, intent_id):
-            tries += [(need, span, True, True) for need in satisfied(self.follow_ups[intent_id], present)]
+        if satisfied(self.needs[intent_id], everywhere):  # else no part of the message can hold one
+            for span, present in self._segments(analysis, intent_id):
+                tries += [(need, span, small, False) for need in satisfied(self.needs[intent_id], present | negated)]
+        if satisfied(self.follow_ups[intent_id], everywhere):
+            for span, present in self._asking(analysis, intent_id):
+                tries += [(need, span, True, True) for need in satisfied(self.follow_ups[intent_id], present)]
         verdicts = [self._judge(analysis, intent_id, need, *span, whole=flag, follow_up=f) for need, span, flag, f in tries]
         best = max(verdicts, key=lambda v: v.coverage, default=None)
         return best or (self._closest(intent_id, everywhere) if detail else Verdict("missing"))

@@ -15,6 +15,7 @@ from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, o
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bot.store.console_schema import clarified
 from bot.store.schema import (hits, messages, outbox_table, sessions, stamps, ticket_events, tickets, transcript,
                               unanswered, users)
 
@@ -159,6 +160,7 @@ class HotPath:
                                                     text=bindparam("text"), at=bindparam("at")),
             "hit": insert(hits).values(intent=bindparam("intent"), at=bindparam("at")),
             "unanswered": insert(unanswered).values(user=user, text=bindparam("text"), at=bindparam("at")),
+            "clarified": insert(clarified).values(user=user, text=bindparam("text"), at=bindparam("at")),
             "save_session": _upsert(make_insert, sessions, "user", ("state", "updated_at")),
             "end_session": delete(sessions).where(sessions.c.user == user),
             "remember": _upsert(make_insert, users, "user", ("tax_id", "updated_at")),

@@ -85,6 +85,13 @@ class Db:
         if write and self._checkpoints is not None:
             self._checkpoints.wrote()
 
+    def batch(self, conn):
+        """A block of statements whose results nobody reads, sent together: PostgreSQL's pipeline
+        mode (one round trip instead of one per statement; errors surface at the block's end)."""
+        if self.dialect == "postgresql":
+            return conn.connection.dbapi_connection.pipeline()
+        return nullcontext()
+
     def on(self, conn) -> Db:
         """This database seen from inside the open transaction `conn`."""
         bound = copy.copy(self)

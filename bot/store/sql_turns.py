@@ -16,7 +16,6 @@ from sqlalchemy import delete, func
 from bot.model import Replay, Session, Stamp
 from bot.store.base import CLAIM_LEASE_SECONDS, TurnRecord, TurnWriter
 from bot.store.codec import decode_session, encode_session
-from bot.store.console_schema import clarified
 from bot.store.schema import messages, stamps
 from bot.store.sql_conversation import SqlConversations
 from bot.store.sql_desk import SqlOutbox, SqlTickets
@@ -64,27 +63,28 @@ class SqlWriter:
 def write_record(db: Db, conn, user: str, now: float, record: TurnRecord, *, state: bool, key: str) -> None:
     """A message's transcript, analytics, tax ID and (`state`) conversation state and (`key`) reply."""
     hot = db.hot
-    if record.lines:
-        hot.transcript.run_many(conn, [{"user": user, "direction": d, "text": t, "at": now}
-                                       for d, t in record.lines])
-    if record.hits:
-        hot.hit.run_many(conn, [{"intent": intent, "at": now} for intent in record.hits])
-        hot.bump.run_many(conn, [{"name": HIT_PREFIX + intent} for intent in record.hits])
-    if record.unanswered:
-        hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": now} for t in record.unanswered])
-    if record.clarified:
-        conn.execute(clarified.insert(), [{"user": user, "text": t, "at": now} for t in record.clarified])
-    if record.tax_id:
-        hot.remember.run(conn, user=user, tax_id=record.tax_id, updated_at=now)
-    elif record.tax_id == "":
-        hot.forget.run(conn, user=user)
-    if state and record.end_session:
-        hot.end_session.run(conn, user=user)
-    elif state and record.session is not None:
-        hot.save_session.run(conn, user=user, state=encode_session(record.session),
-                             updated_at=record.session.updated_at)
-    if key:
-        hot.finish.run(conn, key=key, status="done", reply=record.reply, done_at=now)
+    with db.batch(conn):  # nothing here is read back: PostgreSQL gets it in one round trip
+        if record.lines:
+            hot.transcript.run_many(conn, [{"user": user, "direction": d, "text": t, "at": now}
+                                           for d, t in record.lines])
+        if record.hits:
+            hot.hit.run_many(conn, [{"intent": intent, "at": now} for intent in record.hits])
+            hot.bump.run_many(conn, [{"name": HIT_PREFIX + intent} for intent in record.hits])
+        if record.unanswered:
+            hot.unanswered.run_many(conn, [{"user": user, "text": t, "at": now} for t in record.unanswered])
+        if record.clarified:
+            hot.clarified.run_many(conn, [{"user": user, "text": t, "at": now} for t in record.clarified])
+        if record.tax_id:
+            hot.remember.run(conn, user=user, tax_id=record.tax_id, updated_at=now)
+        elif record.tax_id == "":
+            hot.forget.run(conn, user=user)
+        if state and record.end_session:
+            hot.end_session.run(conn, user=user)
+        elif state and record.session is not None:
+            hot.save_session.run(conn, user=user, state=encode_session(record.session),
+                                 updated_at=record.session.updated_at)
+        if key:
+            hot.finish.run(conn, key=key, status="done", reply=record.reply, done_at=now)
 
 
 def remember_stamp(db: Db, conn, stamp: Stamp, key: str, now: float) -> None:

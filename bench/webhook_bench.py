@@ -63,7 +63,9 @@ def write_config(folder: Path, account: Account, args, storage: str) -> Path:
         f'[wechat]\ntoken = "{account.token}"\napp_id = "{account.app_id}"\n'
         f'encoding_aes_key = "{account.aes_key}"\n[storage]\n{storage}\n'
         f'[server]\nworkers = {args.workers}\nworker_class = "{args.worker_class}"\n'
-        f'threads = {args.threads}\naccess_log = {str(args.access_log).lower()}\n', encoding="utf-8")
+        f'threads = {args.threads}\naccess_log = {str(args.access_log).lower()}\n'
+        + (f'messages_at_once = {args.messages_at_once}\n' if args.messages_at_once is not None else ""),
+        encoding="utf-8")
     return path
 
 
@@ -229,6 +231,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", choices=("sync", "gthread"))
     parser.add_argument("--threads", type=int, default=ServerConfig().threads, help="threads per gthread worker")
+    parser.add_argument("--messages-at-once", type=int, default=None,
+                        help="[server] messages_at_once of the bot (default: the config's)")
     parser.add_argument("--access-log", action="store_true", help="turn the access log on (default off)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--servers", type=lambda s: s.split(","), default=["bare", "sqlite", "pg", "werobot"])

@@ -20,6 +20,7 @@ from bot.desk import TicketDesk
 from bot.kb import KnowledgeBase, load_kb
 from bot.understanding.matcher import attach_matcher
 from bot.service import BotService
+from bot.slots import message_slots
 from bot.spool import Spool, SpoolingHandler, start_drain_thread
 from bot.store import Store, open_store
 
@@ -95,9 +96,12 @@ def create_app(config: Config | None = None, start_worker: bool = False, store: 
     app.register_blueprint(web.web_blueprint(parts))
     handle = spooling_handler(parts)
     app.extensions["spool"] = handle
-    app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle))
+    slot = message_slots(config.server.messages_at_once)
+    if slot is not None:
+        parts.service.sleep = slot.sleep  # a retry waiting for another attempt's reply frees its slot
+    app.register_blueprint(wechat.wechat_blueprint(config.wechat, handle, slot=slot))
     if config.wecom is not None:
-        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts, handle)))
+        app.register_blueprint(wecom.wecom_blueprint(config.wecom, _wecom_handler(parts, handle), slot=slot))
     if config.ops is not None:
         app.register_blueprint(ops.ops_blueprint(app), url_prefix="/ops")
     if start_worker and config.server.outbox_worker:

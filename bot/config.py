@@ -104,6 +104,10 @@ class ServerConfig:
     # worker absorbs while still answering others within WeChat's 5 s (tests/test_attacks.py: 12
     # stallers on 2 workers). Threads waiting on sockets cost no CPU.
     threads: int = 16
+    # Messages a worker works on at once, once their bodies are in (its other threads keep reading
+    # bodies and writing replies); 0 = as many as threads. One at a time keeps the threads from
+    # fighting over the GIL and SQLite's writer lock (bench/README.md, "Worker model").
+    messages_at_once: int = 1
     access_log: bool = False  # one log line per request (costs ~4 % of a worker under load)
     secret_key: str = ""  # signs console sessions; random per start when empty
     outbox_worker: bool = True  # run the outbox delivery thread inside the server

@@ -54,7 +54,7 @@ class Spool:
     def keep(self, inbound: Inbound) -> bool:
         """Write `inbound` durably; False when it was already spooled (a WeChat retry)."""
         user, key = _digest(inbound.user), _digest(f"{inbound.channel}:{inbound.msg_id}")
-        if any(self.folder.glob(f"*-{user}-{key}{SUFFIX}")):
+        if self._holds(f"-{user}-{key}{SUFFIX}"):
             return False
         name = f"{time.time_ns():020d}-{user}-{key}{SUFFIX}"
         data = json.dumps(dataclasses.asdict(inbound), ensure_ascii=False).encode("utf-8")
@@ -83,7 +83,13 @@ class Spool:
 
     def holds_user(self, user: str) -> bool:
         """Whether messages of `user` wait in the spool (theirs must not overtake them)."""
-        return any(self.folder.glob(f"*-{_digest(user)}-*{SUFFIX}"))
+        return self._holds(f"-{_digest(user)}-")
+
+    def _holds(self, part: str) -> bool:
+        """Whether a spooled message's name contains `part`: one directory read (every message asks,
+        and the spool is almost always empty — a glob compiled a pattern per user, ~0.1 ms)."""
+        with os.scandir(self.folder) as entries:
+            return any(part in e.name and e.name.endswith(SUFFIX) and not e.name.startswith(".") for e in entries)
 
     def load(self, path: Path) -> Inbound:
         """The Inbound kept in `path` (its stamp too: the drain still refuses a replay)."""

@@ -221,3 +221,9 @@ def test_match_is_a_frozen_value():
     match = Match("none", None, 0.0, ())
     with pytest.raises(AttributeError):
         match.score = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", ["乐企联用通道不显示怎么办", "你好", "转人工", "红字发票怎么开", "乐企", ""])
+def test_a_repeated_question_gets_the_verdict_it_got_first(matcher, text):
+    first = matcher.match(text)
+    assert matcher.match(text) == first == matcher.signals(text, detail=False).match

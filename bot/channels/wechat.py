@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
 
 from flask import Blueprint, Response, request
@@ -44,8 +45,11 @@ def read_request() -> bytes:
     return body
 
 
-def callback_blueprint(channel: Channel, handle: Handler, clock: Clock) -> Blueprint:
-    """A blueprint serving GET (verification) and POST (messages) on /<channel>."""
+def callback_blueprint(channel: Channel, handle: Handler, clock: Clock,
+                       slot: AbstractContextManager | None = None) -> Blueprint:
+    """A blueprint serving GET (verification) and POST (messages) on /<channel>; a message's work
+    (after its body arrived) runs inside `slot` (the worker's message slots, bot.app.message_slots)."""
+    slot = slot or nullcontext()
     blueprint = Blueprint(channel.name, __name__)
 
     @blueprint.route(f"/{channel.name}", methods=["GET", "POST"])
@@ -60,7 +64,9 @@ def callback_blueprint(channel: Channel, handle: Handler, clock: Clock) -> Bluep
             return to_response(callback.refusal(channel.name, "POST", remote, exc.status, exc.reason))
         except HTTPException as exc:  # e.g. the app's own MAX_CONTENT_LENGTH, a client disconnect
             return to_response(callback.refusal(channel.name, "POST", remote, exc.code or 400, exc.name))
-        return to_response(callback.receive(channel, query, body, clock(), handle, remote))
+        with slot:
+            answer = callback.receive(channel, query, body, clock(), handle, remote)
+        return to_response(answer)
 
     if not channel.token:
         log.error("%s: no token configured; every callback will be refused", channel.name)
@@ -78,6 +84,7 @@ def wechat_channel(cfg: WeChatConfig) -> Channel:
     return Channel("wechat", cfg.token, cryptos, cfg.timestamp_tolerance, mode)
 
 
-def wechat_blueprint(cfg: WeChatConfig, handle: Handler, *, clock: Clock = time.time) -> Blueprint:
+def wechat_blueprint(cfg: WeChatConfig, handle: Handler, *, clock: Clock = time.time,
+                     slot: AbstractContextManager | None = None) -> Blueprint:
     """GET/POST /wechat; `handle(inbound)` returns the reply text or None (raises Replay: 409)."""
-    return callback_blueprint(wechat_channel(cfg), handle, clock)
+    return callback_blueprint(wechat_channel(cfg), handle, clock, slot)

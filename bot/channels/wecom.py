@@ -8,6 +8,7 @@ message for another app of the corp (its AgentID) is refused.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -62,6 +63,7 @@ def wecom_channel(cfg: WeComConfig) -> Channel:
     return Channel("wecom", cfg.token, cryptos, tolerance, mode="safe", marks_encryption=False)
 
 
-def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time) -> Blueprint:
+def wecom_blueprint(cfg: WeComConfig, handle: Handler, *, clock: Clock = time.time,
+                    slot: AbstractContextManager | None = None) -> Blueprint:
     """GET/POST /wecom for the WeCom app; `handle(inbound)` returns the reply text or None (raises Replay: 409)."""
-    return callback_blueprint(wecom_channel(cfg), handle, clock)
+    return callback_blueprint(wecom_channel(cfg), handle, clock, slot)

@@ -15,6 +15,7 @@ for a person again are commands — everything else is for the person. An acknow
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from bot.model import Stage
 from bot.understanding.commands import mentions, says
@@ -30,6 +31,7 @@ RULES: dict[Stage, tuple[str, ...]] = {
                             "resolved", "ack"),
     Stage.HUMAN: ("leave", "status", "human"),
 }
+RECOGNISED_CACHE = 8192  # (text, stage) pairs kept: the lexicon is fixed for the process, so is the answer
 _NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 _CHOICE = re.compile(r"(?:选择|选|第)?([1-9]|[一二两三四五])(?:个|项|条|号)?")
 
@@ -41,6 +43,7 @@ def is_(text: str, name: str) -> bool:
     return says(text, UNDERSTOOD.get(name, name))
 
 
+@lru_cache(maxsize=RECOGNISED_CACHE)
 def recognise(text: str, stage: Stage) -> str | None:
     """The command `text` is where the conversation stands (`stage`), or None (see the docstring)."""
     return next((name for name in RULES[stage] if is_(text, name)), None)

@@ -21,6 +21,7 @@ hard set and tests/fixtures/heldout/set-a.jsonl; README "Matching").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bot.config import MatchingConfig
 from bot.kb import KnowledgeBase
@@ -36,6 +37,7 @@ VERIFIED_BASE = 50.0  # a verified need scores at least this (above ANSWER_THRES
 COVERAGE_WEIGHT = 40.0
 MIN_COVERAGE = 0.5  # share of the words around an FAQ need that must be the FAQ's own
 MIN_SMALLTALK_COVERAGE = 0.6  # share of a whole message that must be small talk to be small talk
+MATCH_CACHE = 8192  # verdicts kept per knowledge base, by exact text (你好/转人工/谢谢 recur; ~1 KiB each)
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,15 @@ class Matcher:
         self.handoffs = frozenset(iid for iid, i in kb.intents.items() if i.then == "handoff" and i.kind != "faq")
         self.floors = {iid: i.min_coverage or (MIN_COVERAGE if i.kind == "faq" else MIN_SMALLTALK_COVERAGE)
                        for iid, i in kb.intents.items()}
+        self._cached = lru_cache(maxsize=MATCH_CACHE)(self._decide_text)
 
     def match(self, text: str) -> Match:
-        """Score `text` against the intents and decide answer / clarify / none."""
+        """Score `text` against the intents and decide answer / clarify / none (the same text, the
+        same verdict: kept per matcher, so a reloaded knowledge base starts afresh)."""
+        return self._cached(text)
+
+    def _decide_text(self, text: str) -> Match:
+        """`match` without the cache."""
         return self.signals(text, detail=False).match
 
     def signals(self, text: str, detail: bool = True) -> Signals:

@@ -88,3 +88,16 @@ def test_bad_line_names_file_and_line(tmp_path, bad_line, message):
     path.write_text('{"text": "谢谢", "intent": "thanks"}\n' + bad_line + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}:2: {re.escape(message)}"):
         read_eval_rows(path)
+
+
+HELDOUT_DIR = FIXTURES / "heldout"
+FROZEN = dict(re.findall(r"^\| (set-[a-z]\.jsonl) \| ([0-9a-f]{64}) \|$",
+                         (HELDOUT_DIR / "README.md").read_text(encoding="utf-8"), re.M))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in HELDOUT_DIR.glob("set-*.jsonl")))
+def test_held_out_sets_stay_as_they_were_frozen(name):
+    import hashlib
+
+    digest = hashlib.sha256((HELDOUT_DIR / name).read_bytes()).hexdigest()
+    assert FROZEN.get(name) == digest, f"{name} changed or was never frozen in heldout/README.md"

@@ -42,13 +42,15 @@ class Backend:
     redis_url = ""
     _engine = None
 
-    def outbox(self, user: str) -> list[tuple[str, str]]:
-        """(target, status) of every outbox row for `user`, oldest first."""
+    def outbox(self, user: str, ticket_id: int | None = None) -> list[tuple[str, str]]:
+        """(target, status) of every outbox row for `user`, or of ticket `ticket_id` (its ops
+        updates have no user), oldest first."""
         if self._engine is None:
             self._engine = create_engine(make_url(self.storage_url).set(drivername=self.driver))
-        query = text('SELECT target, status FROM outbox WHERE "user" = :u ORDER BY id')
+        where, value = ('ticket_id', ticket_id) if ticket_id is not None else ('"user"', user)
+        query = text(f'SELECT target, status FROM outbox WHERE {where} = :v ORDER BY id')
         with self._engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(query, {"u": user})]
+            return [tuple(row) for row in conn.execute(query, {"v": value})]
 
     def hold_lock(self):
         """Context manager: block the bot's next store write until exit (subclasses)."""

@@ -61,6 +61,12 @@ def test_answers(matcher, text, intent):
     ("两个单位ID调转咗，改返啦但系后台仲系旧嘅", "leqi-ids-swapped"),   # Cantonese
     ("在马", "greeting"), ("3q", "thanks"), ("你都能帮我干点啥", "help"), ("好的我试试", "thanks"),
     ("客服", "human-agent"), ("我要投诉", "human-agent"), ("能不能让人工来处理", "human-agent"),
+    ("数电配置的下拉里只有“默认”“税控”，朋友公司那边是有“乐企联用”的。邀请前天就接受了。为什么就是不显示？",
+     "leqi-channel-missing"),                                       # a bare last question about what came before
+    ("leqi tongdao zai shudian peizhi li mei you", "leqi-channel-missing"),  # "you" is 有 among pinyin
+    ("两个单位ID填反后我改回来了，可后台还是旧的，是不是哪里没同步", "leqi-ids-swapped"),  # 哪里 = somewhere
+    ("那个ID我照你们说的做了，页面已经改对，开票还是报错", "leqi-ids-swapped"),  # the page fixed, no cache cleared yet
+    ("谢谢小助手么么哒", "thanks"),
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -79,6 +85,10 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "开发平台里搜bdm_cache_clear提示没有权限",      # the steps, but an access problem
     "乐企用着不习惯，想把通道改回原来默认的",
     "发票云客服工作时间",
+    "开票员的手机号换了，数电配置里在哪更新",          # another setting of the page
+    "缓存清理那个工具能不能顺便把发票抬头的缓存也清了",  # the tool, another cache
+    "点“同步”提示您没有该功能的权限",                  # an access problem, the label quoted
+    "邀请接受了，税控盘也买了，专管员电话为什么打不通",  # a last question about something else
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

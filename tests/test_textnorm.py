@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.understanding.textnorm import char_readings, clean, light_mask, normalize, sound_key, strip_courtesy, tokens
+from bot.understanding.textnorm import char_readings, clean, drop_noise, light_mask, normalize, sound_key, strip_courtesy, tokens
 
 KB_READINGS = frozenset({"le", "qi", "lian", "yon", "tong", "dao"})
 
@@ -80,3 +80,15 @@ def test_tokens_and_light_mask(text, toks, light):
 def test_strip_courtesy(text, bare):
     """Courtesy and urgency words come off for the matcher's second try."""
     assert strip_courtesy(text) == bare
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("谢谢么么哒", "谢谢"),
+    ("thx mua", "thx"),
+    ("Muamua 辛苦啦", "辛苦啦"),
+    ("summary 乐企", "summary 乐企"),   # only a whole Latin word is a sound
+    ("什么么", "什么么"),              # a doubled 么 is a typo, not the sound
+])
+def test_affectionate_sounds_are_dropped(text, kept):
+    """么么哒 / mua say nothing: the 么 of 么么哒 must not read as a question."""
+    assert drop_noise(text).strip() == kept

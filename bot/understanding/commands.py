@@ -17,7 +17,7 @@ from functools import lru_cache
 from bot.understanding.concepts import Spot, Spotter, names
 from bot.understanding.lexicon import Concept, lexicon
 from bot.understanding.similarity import weighted_coverage
-from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, word_keys, words
+from bot.understanding.textnorm import COURTESY, FILLERS, clean, drop_noise, is_han, word_keys, words
 
 COMMAND_COVERAGE = 0.75  # share of a message's words a command must account for (measured: tests/test_commands.py)
 SHORT_COMMANDS = ("human", "status", "cancel", "forget", "help", "leave_human", "confirm", "ack")
@@ -39,7 +39,7 @@ def _spotter() -> Spotter:
 def _analyse(text: str) -> tuple[tuple[Spot, ...], tuple[tuple[int, int, bool], ...]]:
     """The mentions in a message and its words as (start, end, quiet) token spans."""
     spotter = _spotter()  # first: it teaches the code table the variants' sounds
-    cut = words(clean(text))
+    cut = words(clean(drop_noise(text)))
     keys = word_keys(cut, learn=False)
     spans, chars, pos = [], [], 0
     for word, key in zip(cut, keys):

@@ -34,6 +34,7 @@ class Lexicon:
     topics: frozenset[str] = frozenset()  # concepts that name a subject of their own (fee, apply …)
     commands: frozenset[str] = frozenset()  # concepts of the `commands` section
     symbols: tuple[tuple[str, str], ...] = ()  # symbol → word (✘ → 没有)
+    noise: tuple[str, ...] = ()  # sounds dropped before anything else (么么哒)
 
     def neutral(self) -> frozenset[str]:
         """Concepts any intent may count as its own words: neither topics nor commands."""
@@ -102,6 +103,7 @@ def parse_lexicon(data: dict, where: str = str(LEXICON_FILE)) -> Lexicon:
         topics=frozenset(_strings(data.get("topics") or [], f"{where} topics")),
         commands=frozenset(data.get("commands") or {}),
         symbols=tuple((str(k), str(v)) for k, v in (data.get("symbols") or {}).items()),
+        noise=_strings(data.get("noise") or [], f"{where} noise"),
     )
 
 

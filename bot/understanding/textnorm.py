@@ -22,6 +22,9 @@ FILLERS = _LEXICON.fillers
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
 COURTESY = _LEXICON.courtesy
 _COURTESY_RE = re.compile("|".join(sorted(map(re.escape, COURTESY), key=len, reverse=True)))
+_NOISE_RE = re.compile("|".join(
+    re.escape(w) if not w.isascii() else rf"(?<![a-z]){re.escape(w)}(?![a-z])"
+    for w in sorted(_LEXICON.noise, key=len, reverse=True)) or "(?!)", re.IGNORECASE)
 # Everyday ways of saying the same thing, rewritten to one canonical word before similarity
 # (concepts with a `canonical` in lexicon.yaml); longest first, canonical words kept whole.
 _SYNONYM_OF = _LEXICON.synonyms()
@@ -64,6 +67,11 @@ def clean(text: str) -> str:
         else:
             gap = True
     return "".join(out)
+
+
+def drop_noise(text: str) -> str:
+    """The text without the lexicon's affectionate sounds (么么哒, mua): they say nothing."""
+    return _NOISE_RE.sub(" ", text) if text else text
 
 
 def strip_courtesy(text: str) -> str:
@@ -166,7 +174,7 @@ def syllables(text: str, prefer: frozenset[str] = frozenset(), learn: bool = Tru
             out.append(next((r for r in readings if r in prefer), readings[0]))
             continue
         spelled = None
-        if not learn and "#" + tok not in _TOKEN_CODES:
+        if not learn and ("#" + tok not in _TOKEN_CODES or tok in also_pinyin):
             spelled = split_pinyin(tok) or (split_pinyin(tok, minimum=1) if tok in also_pinyin else None)
             spelled = spelled or near_word(tok)
         out.extend(spelled or ("#" + tok,))  # own namespace: the word "si" is not the syllable of 是
@@ -185,8 +193,16 @@ def _pinyin_neighbours(texts: list[str]) -> frozenset[str]:
             continue
         if any(split_pinyin(t) is not None and "#" + t not in _TOKEN_CODES for t in run):
             out.update(t for t in run if "#" + t not in _TOKEN_CODES)
+            if _mostly_pinyin(run):  # "mei you leqi tongdao": the KB's word "you" is 有 here
+                out.update(t for t in run if split_pinyin(t, minimum=1) == (t,))
         run = []
     return frozenset(out)
+
+
+def _mostly_pinyin(run: list[str]) -> bool:
+    """True when more than half the words of a Latin run are pinyin the KB does not use as words."""
+    spelled = sum(split_pinyin(t, minimum=1) is not None and "#" + t not in _TOKEN_CODES for t in run)
+    return spelled * 2 > len(run)
 
 
 LONG_WORD = 8  # a Latin word this long with a typo (fillconbineleqiinfo) is read as the KB word it is closest to

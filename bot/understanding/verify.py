@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bot.understanding.concepts import CLAUSE_MARK, Spot, Spotter, names, satisfied
 from bot.understanding.lexicon import Concept, lexicon
 from bot.understanding.similarity import Similarity, weighted_coverage
-from bot.understanding.textnorm import COURTESY, FILLERS, clean, is_han, is_light_word, word_keys, words
+from bot.understanding.textnorm import COURTESY, FILLERS, clean, drop_noise, is_han, is_light_word, word_keys, words
 
 MAX_SEGMENT_CLAUSES = 4  # a need may be stated across this many clauses (就是那个乐企联用，……，没有这一项)
 MAX_REGION_TOKENS = 24  # a segment longer than this is judged on a window around the need's mentions
@@ -26,6 +26,7 @@ MAX_CLAUSES = 24  # clauses analysed per message (WeChat text ≤ 2048 bytes; ma
 # A space ends a clause between Chinese words (救命 乐企通道人间蒸发了 数电配置里啥也没有), not next to a
 # Latin word (请问 bdm_cache_clear 这个功能……) nor between two (human agent).
 _LATIN_SPACE = re.compile(r"(?<=[A-Za-z0-9_])\s+|\s+(?=[A-Za-z0-9_])")
+_QUOTES = re.compile(r"[\"“”‘’「」『』《》〈〉【】]")  # quoted labels (点“更新配置”) stay inside their clause
 _CLAUSE_SPLIT = re.compile(r"([^\w\u0001]+)")  # punctuation, symbols and the other spaces end a clause
 
 
@@ -72,7 +73,7 @@ def display(name: str) -> str:
 
 def split_clauses(text: str) -> list[tuple[str, bool]]:
     """(cleaned clause, ends with a question mark) for each clause of a message (at most MAX_CLAUSES)."""
-    raw = unicodedata.normalize("NFKC", text or "")
+    raw = _QUOTES.sub("", drop_noise(unicodedata.normalize("NFKC", text or "")))
     for symbol, word in lexicon().symbols:
         raw = raw.replace(symbol, word)
     pieces = _CLAUSE_SPLIT.split(_LATIN_SPACE.sub("\u0001", raw) + " ")  # [clause, separator, clause, …]
@@ -178,6 +179,8 @@ class Verifier:
         if intent_id in self.whole:
             return [((clauses[0][0], clauses[-1][1]), names(analysis.spots))]
         per_clause = [names(analysis.spots, a, b) for a, b in clauses]
+        tail = self._bare_question(analysis)
+        per_clause = [present | tail for present in per_clause]
         out = []
         for i in range(len(clauses)):
             present: set[str] = set()
@@ -186,13 +189,30 @@ class Verifier:
                 out.append(((clauses[i][0], clauses[j][1]), present))
         return out
 
+    def _bare_question(self, analysis: Analysis) -> set[str]:
+        """The concepts of a last clause that asks about the message's subject without naming it
+        (……，到底为啥不显示？): only the lexicon's generic words, a question among them; they then
+        count in every clause of the message. Empty for anything else."""
+        if len(analysis.clauses) < 2:
+            return set()
+        start, end = analysis.clauses[-1]
+        spots = [s for s in analysis.spots if start <= s.start and s.end <= end]
+        if "question" not in {s.concept for s in spots} or any("/" in s.concept for s in spots):
+            return set()
+        said = {pos for s in spots for pos in range(s.start, s.end)}
+        for w_start, w_end, _word, light in analysis.words:
+            if start <= w_start < end and not light and not all(p in said for p in range(w_start, w_end)):
+                return set()
+        return {s.concept for s in spots}
+
     def _judge(self, analysis: Analysis, intent_id: str, need, start: int, end: int, whole: bool,
                follow_up: bool = False) -> Verdict:
         """Coverage of the words around a satisfied need (of the whole message for follow-ups)."""
         if not whole and end - start > MAX_REGION_TOKENS:
             mentions = [s for s in analysis.spots if s.concept in need and s.start >= start and s.end <= end]
-            start = max(start, min(s.start for s in mentions) - REGION_MARGIN)
-            end = min(end, max(s.end for s in mentions) + REGION_MARGIN)
+            if mentions:  # (none when the whole need came from a bare last question)
+                start = max(start, min(s.start for s in mentions) - REGION_MARGIN)
+                end = min(end, max(s.end for s in mentions) + REGION_MARGIN)
         coverage, region, uncovered = self._coverage(analysis, intent_id, start, end)
         return Verdict("verified", tuple(display(n) for n in need), coverage=coverage,
                        region=region, uncovered=uncovered, follow_up=follow_up)

@@ -66,7 +66,11 @@ def test_answers(matcher, text, intent):
     ("leqi tongdao zai shudian peizhi li mei you", "leqi-channel-missing"),  # "you" is 有 among pinyin
     ("两个单位ID填反后我改回来了，可后台还是旧的，是不是哪里没同步", "leqi-ids-swapped"),  # 哪里 = somewhere
     ("那个ID我照你们说的做了，页面已经改对，开票还是报错", "leqi-ids-swapped"),  # the page fixed, no cache cleared yet
-    ("谢谢小助手么么哒", "thanks"),
+    ("谢谢小助手么么哒", "thanks"), ("真给力，谢了老铁", "thanks"), ("good morning 小助手", "greeting"),
+    ("有没有使用指南", "help"), ("你讲的我看不懂，帮我找个人工", "human-agent"),
+    ("邀请接好了，数电配置里乐企通道选不上", "leqi-channel-missing"),
+    ("两个单位ID填反了，改过来后台还是旧的，缓存key怎么写？另外问下发票备注能不能改", "leqi-ids-swapped"),  # 能不能改 asks
+    ("单位ID改正后日志里还是反的，缓存去哪里清", "leqi-ids-swapped"),  # a log, then where to clear
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -89,6 +93,8 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "缓存清理那个工具能不能顺便把发票抬头的缓存也清了",  # the tool, another cache
     "点“同步”提示您没有该功能的权限",                  # an access problem, the label quoted
     "邀请接受了，税控盘也买了，专管员电话为什么打不通",  # a last question about something else
+    "清理缓存会不会把历史发票也删掉",                    # a worry about the steps
+    "单位ID填反改过了，后台日志在哪看",                  # where the log is
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

@@ -136,7 +136,7 @@ FLOWS = {
     "three non-tax-ids give up": [
         ASK, ("123456", [t("tax-id-invalid", value="", reason="not found")], TAX),
         ("税号是多少", [t("tax-id-invalid", value="", reason="not found")], TAX),
-        ("我不知道税号", [t("fallback", question="我不知道税号")], IDLE)],
+        ("税号我明天问下", [t("fallback", question="税号我明天问下")], IDLE)],
     "expired flow is idle": [ASK, (USCC, [LogUnanswered(USCC), t("fallback", question=USCC)], IDLE,
                                    SESSION_TTL_SECONDS + 1)],
     "not yet expired": [ASK, (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE, SESSION_TTL_SECONDS - 1)],
@@ -313,6 +313,13 @@ UNDERSTOOD = {
                                                   (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
     "mid-flow: words about the tax ID are an attempt": [
         ASK, ("税号我得问下会计", [t("tax-id-invalid", value="", reason="not found")], TAX)],
+    "mid-flow: where to find the tax ID is answered, not counted as a try": [
+        ASK, ("我不知道税号在哪看", [t("tax-id-where")], TAX), ("统一社会信用代码是什么", [t("tax-id-where")], TAX),
+        ("税号去哪里查", [t("tax-id-where")], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: forgetting the remembered tax ID keeps waiting": [
+        ASK, ("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], TAX)],
+    "how long, after a ticket, is its status": [("要多久能好", [ShowTickets()], IDLE),
+                                               ("啥时候能好啊", [ShowTickets()], IDLE)],
     "mid-flow: a mistyped code is an attempt": [
         ASK, ("9111010855138", [t("tax-id-invalid", value="", reason="not found")], TAX)],
 }

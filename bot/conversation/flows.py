@@ -183,6 +183,11 @@ def tax_id_given(turn: Turn) -> Result | None:
     return new, [turn.say("tax-id-invalid", value=given.value, reason="check digit")]
 
 
+def tax_id_where(turn: Turn) -> Result:
+    """税号在哪看 / 税号是什么: where to find it; still waiting, and not a failed attempt."""
+    return replace(turn.state, updated_at=turn.now), [turn.say("tax-id-where")]
+
+
 def tries_tax_id(turn: Turn) -> bool:
     """Filter: where a tax ID was expected, a message that looks like an attempt at one (a code-like
     run of letters and digits, or words about the tax ID); anything else is a question (SPEC 15)."""

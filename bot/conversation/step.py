@@ -56,7 +56,8 @@ STAGES: dict[Stage, list[On]] = {
     Stage.AWAITING_CHOICE: [*NOT_TEXT, On(always, flows.picked), On(always, to_idle)],
     Stage.AWAITING_TAX_ID: [
         *NOT_TEXT, On(command("cancel"), flows.cancelled), On(command("confirm"), flows.confirmed),
-        On(always, flows.tax_id_given), On(flows.tries_tax_id, flows.ask_again),
+        On(always, flows.tax_id_given), On(command("tax-id-where"), flows.tax_id_where),
+        On(command("forget"), flows.forget), On(flows.tries_tax_id, flows.ask_again),
         On(command("ack"), flows.acknowledged), On(always, to_idle),
     ],
     Stage.HUMAN: [

@@ -71,6 +71,10 @@ def test_answers(matcher, text, intent):
     ("邀请接好了，数电配置里乐企通道选不上", "leqi-channel-missing"),
     ("两个单位ID填反了，改过来后台还是旧的，缓存key怎么写？另外问下发票备注能不能改", "leqi-ids-swapped"),  # 能不能改 asks
     ("单位ID改正后日志里还是反的，缓存去哪里清", "leqi-ids-swapped"),  # a log, then where to clear
+    ("我是新来的出纳，对这套系统不熟，领导让我来问问。你都能回答什么问题？", "help"),  # help after a story
+    ("不是开票报错，是数电配置里根本没有乐企通道", "leqi-channel-missing"),  # 不是A，是B: not A
+    ("哈喽，早晨", "greeting"), ("嗯，你好，在不在呀", "greeting"),       # 在不在 asks: not an acknowledgment
+    ("感谢贵司的及时支持，问题已恢复正常", "thanks"),
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -95,6 +99,8 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "邀请接受了，税控盘也买了，专管员电话为什么打不通",  # a last question about something else
     "清理缓存会不会把历史发票也删掉",                    # a worry about the steps
     "单位ID填反改过了，后台日志在哪看",                  # where the log is
+    "开发平台的缓存清理是不是要管理员才能用",            # a permission question about the steps
+    "公司搬了新地址，已经改好了，但发票上还是老地址",    # other data that stays old
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

@@ -35,6 +35,7 @@ class Lexicon:
     commands: frozenset[str] = frozenset()  # concepts of the `commands` section
     symbols: tuple[tuple[str, str], ...] = ()  # symbol → word (✘ → 没有)
     noise: tuple[str, ...] = ()  # sounds dropped before anything else (么么哒)
+    exact_chars: frozenset[str] = frozenset()  # heard only as themselves (哪 is not 那)
 
     def neutral(self) -> frozenset[str]:
         """Concepts any intent may count as its own words: neither topics nor commands."""
@@ -104,6 +105,7 @@ def parse_lexicon(data: dict, where: str = str(LEXICON_FILE)) -> Lexicon:
         commands=frozenset(data.get("commands") or {}),
         symbols=tuple((str(k), str(v)) for k, v in (data.get("symbols") or {}).items()),
         noise=_strings(data.get("noise") or [], f"{where} noise"),
+        exact_chars=frozenset(str(data.get("exact_chars") or "")),
     )
 
 

@@ -22,6 +22,7 @@ FILLERS = _LEXICON.fillers
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
 COURTESY = _LEXICON.courtesy
 _COURTESY_RE = re.compile("|".join(sorted(map(re.escape, COURTESY), key=len, reverse=True)))
+_EXACT = _LEXICON.exact_chars
 _NOISE_RE = re.compile("|".join(
     re.escape(w) if not w.isascii() else rf"(?<![a-z]){re.escape(w)}(?![a-z])"
     for w in sorted(_LEXICON.noise, key=len, reverse=True)) or "(?!)", re.IGNORECASE)
@@ -169,6 +170,9 @@ def syllables(text: str, prefer: frozenset[str] = frozenset(), learn: bool = Tru
     """
     out: list[str] = []
     for tok in tokens(text):
+        if tok in _EXACT:
+            out.append("=" + tok)  # its own token: 那 does not sound like it
+            continue
         if is_han(tok):
             readings = char_readings(tok)
             out.append(next((r for r in readings if r in prefer), readings[0]))

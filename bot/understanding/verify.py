@@ -79,7 +79,13 @@ def split_clauses(text: str) -> list[tuple[str, bool]]:
     pieces = _CLAUSE_SPLIT.split(_LATIN_SPACE.sub("\u0001", raw) + " ")  # [clause, separator, clause, …]
     parts = [(clean(pieces[i].replace("\u0001", " ")), i + 1 < len(pieces) and "?" in pieces[i + 1])
              for i in range(0, len(pieces), 2)]
-    return [(c, asked) for c, asked in parts if c][:MAX_CLAUSES]
+    kept = [(c, asked) for c, asked in parts if c]
+    return [part for i, part in enumerate(kept) if not _corrected(part[0], kept[i + 1:i + 2])][:MAX_CLAUSES]
+
+
+def _corrected(clause: str, after: list[tuple[str, bool]]) -> bool:
+    """"不是A，是B": A is what the customer says it is not (不是开票报错，是通道看不到)."""
+    return clause.startswith("不是") and bool(after) and after[0][0].startswith(("是", "而是"))
 
 
 class Verifier:
@@ -133,7 +139,9 @@ class Verifier:
         key, chars = CLAUSE_MARK.join(key_parts), "".join(char_parts)[:-1]
         alone = frozenset(start for start, end, _w, _l in cut_words if end - start == 1)
         starts = frozenset(start for start, _e, _w, _l in cut_words)
-        spots = tuple(self.spotter.spot(key, chars, alone, lexicon().commands, starts))
+        found = self.spotter.spot(key, chars, alone, lexicon().commands, starts)
+        asks = [Spot("question", s.start, s.end) for s in found if s.concept == "whether"]  # 在不在 asks
+        spots = tuple(sorted(found + asks, key=lambda s: (s.start, s.end, s.concept))) if asks else tuple(found)
         return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
                         tuple(asked for _c, asked in kept))
 

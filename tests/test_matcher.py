@@ -75,6 +75,7 @@ def test_answers(matcher, text, intent):
     ("不是开票报错，是数电配置里根本没有乐企通道", "leqi-channel-missing"),  # 不是A，是B: not A
     ("哈喽，早晨", "greeting"), ("嗯，你好，在不在呀", "greeting"),       # 在不在 asks: not an acknowledgment
     ("感谢贵司的及时支持，问题已恢复正常", "thanks"),
+    ("乐企通道看不到，是不是因为我没有权限", "leqi-channel-missing"),  # a guess at the cause, not an access question
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""

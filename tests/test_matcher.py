@@ -76,6 +76,10 @@ def test_answers(matcher, text, intent):
     ("哈喽，早晨", "greeting"), ("嗯，你好，在不在呀", "greeting"),       # 在不在 asks: not an acknowledgment
     ("感谢贵司的及时支持，问题已恢复正常", "thanks"),
     ("乐企通道看不到，是不是因为我没有权限", "leqi-channel-missing"),  # a guess at the cause, not an access question
+    ("尊敬的客服：我单位已接受乐企联用邀请并完成账号配置，然而数电配置中均未见该通道，恳请指点。",
+     "leqi-channel-missing"),                                       # formal: 均未见
+    ("上周审计的人来了，今天发现两个单位ID填反了，改了以后后台日志还是旧的", "leqi-ids-swapped"),  # not an audit log
+    ("這個機器人可以幫我處理哪些問題？", "help"), ("Hi，新关注的，say hello", "greeting"),
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -102,6 +106,9 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "单位ID填反改过了，后台日志在哪看",                  # where the log is
     "开发平台的缓存清理是不是要管理员才能用",            # a permission question about the steps
     "公司搬了新地址，已经改好了，但发票上还是老地址",    # other data that stays old
+    "乐企都弄好了，谢谢。另外进项发票能批量下载吗？",    # thanks, then another question
+    "好的，那还有个问题呢？",                            # …呢？ asks: not an acknowledgment
+    "喂，新开票员怎么加",                                # a greeting word, then a how-question
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

@@ -141,6 +141,8 @@ class Verifier:
         starts = frozenset(start for start, _e, _w, _l in cut_words)
         found = self.spotter.spot(key, chars, alone, lexicon().commands, starts)
         asks = [Spot("question", s.start, s.end) for s in found if s.concept == "whether"]  # 在不在 asks
+        asks += [Spot("question", end, end) for (_start, end), (_c, asked) in zip(spans, kept)
+                 if asked]  # ……呢？ asks (an empty span: it covers no word)
         spots = tuple(sorted(found + asks, key=lambda s: (s.start, s.end, s.concept))) if asks else tuple(found)
         return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
                         tuple(asked for _c, asked in kept))

@@ -80,6 +80,11 @@ def test_answers(matcher, text, intent):
      "leqi-channel-missing"),                                       # formal: 均未见
     ("上周审计的人来了，今天发现两个单位ID填反了，改了以后后台日志还是旧的", "leqi-ids-swapped"),  # not an audit log
     ("這個機器人可以幫我處理哪些問題？", "help"), ("Hi，新关注的，say hello", "greeting"),
+    ("We accepted the 乐企 invitation, but there is no 乐企 option in 数电配置, any idea?", "leqi-channel-missing"),
+    ("乐企channel在数电配置not available，invitation已accept", "leqi-channel-missing"),
+    ("你们好，早上好", "greeting"), ("别整自动回复了，来个活人", "human-agent"),
+    ("页面上改对了，可后台收到的还是填反的", "leqi-ids-swapped"),        # corrected, still swapped
+    ("还没到填单位ID那一步，数电配置里就没有乐企联用通道", "leqi-channel-missing"),  # the IDs are not the problem
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -109,6 +114,8 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "乐企都弄好了，谢谢。另外进项发票能批量下载吗？",    # thanks, then another question
     "好的，那还有个问题呢？",                            # …呢？ asks: not an acknowledgment
     "喂，新开票员怎么加",                                # a greeting word, then a how-question
+    "乐企联用的邀请去哪里接受？",                        # not accepted yet
+    "好的，然后呢",                                      # asks what next: not an acknowledgment
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

@@ -69,6 +69,7 @@ TEXT_VARS: dict[str, dict] = {
     "ask-tax-id": {"purpose": "leqi-channel-missing", "known_tax_id": ""},
     "tax-id-invalid": {"value": "91110108551385082X", "reason": "check digit"},
     "tax-id-where": {},
+    "identity": {"waiting": False},
     "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flagged": False,
                        "next": "样例", "live": False},
     "ticket-exists": {"ticket": "T000001", "live": False},

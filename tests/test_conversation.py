@@ -130,7 +130,8 @@ FLOWS = {
         ("91110108551385083X", [t("tax-id-invalid", value="91110108551385083X", reason="check digit")],
          TAX)],
     "topic switch": [ASK, (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX), (USCC, cache_key(), IDLE)],
-    "command during the flow": [ASK, ("进度", [ShowTickets()], IDLE)],
+    "command during the flow keeps the flow waiting": [ASK, ("进度", [ShowTickets()], TAX),
+                                                       (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
     "cancel": [ASK, ("算了", [t("cancelled")], IDLE)],
     "cancel in a sentence": [ASK, ("不用了，谢谢", [t("cancelled")], IDLE)],
     "three non-tax-ids give up": [
@@ -304,20 +305,37 @@ UNDERSTOOD = {
         ("好的我试试", [t("ack", waiting=False)], IDLE), ("嗯", [t("ack", waiting=False)], IDLE),
         ("ok", [t("ack", waiting=False)], IDLE)],
     "thanking acknowledgment is thanks": [("好的谢谢", [LogHit("thanks"), A("thanks")], IDLE)],
-    "mid-flow: an off-topic question is a question": [
+    "mid-flow: an off-topic question is a question, and the flow still waits": [
         ASK, ("对了，红字发票怎么开", [LogUnanswered("对了，红字发票怎么开"),
-                                   t("fallback", question="对了，红字发票怎么开")], IDLE)],
+                                   t("fallback", question="对了，红字发票怎么开")], TAX),
+        ("你好", [LogHit("greeting"), A("greeting")], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: 好的 without a remembered tax ID acknowledges and waits": [
+        ASK, ("好的", [t("ack", waiting=True)], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: asking whether it is a bot is not asking for a person": [
+        ASK, ("你是机器人还是真人", [t("identity", waiting=True)], TAX)],
+    "mid-flow: asking for a person with words about the tax ID": [
+        ASK, ("我不知道税号啊，直接找个人工帮我弄吧", [LogHit(HUMAN_ID),
+                                                 CreateTicket(HUMAN_ID, "我不知道税号啊，直接找个人工帮我弄吧")], HUMAN)],
     "mid-flow: a padded FAQ question is that FAQ": [
         ASK, ("我再问问，乐企单位ID填反了怎么处理", [LogHit(IDS), A(IDS), ask(IDS)], TAX)],
     "mid-flow: an acknowledgment keeps waiting": [ASK, ("好的我找一下", [t("ack", waiting=True)], TAX),
                                                   (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: fetching the tax ID is acknowledged": [
+        ASK, ("税号我得问下会计", [t("ack", waiting=True)], TAX), ("稍等我去问下财务", [t("ack", waiting=True)], TAX)],
     "mid-flow: words about the tax ID are an attempt": [
-        ASK, ("税号我得问下会计", [t("tax-id-invalid", value="", reason="not found")], TAX)],
+        ASK, ("税号是这个吗9111", [t("tax-id-invalid", value="", reason="not found")], TAX)],
+    "a setup step done is not the problem solved": [
+        ("公众号里也把电子税局账号配好了", [LogUnanswered("公众号里也把电子税局账号配好了"),
+                                         t("fallback", question="公众号里也把电子税局账号配好了")], IDLE)],
     "mid-flow: where to find the tax ID is answered, not counted as a try": [
         ASK, ("我不知道税号在哪看", [t("tax-id-where")], TAX), ("统一社会信用代码是什么", [t("tax-id-where")], TAX),
         ("税号去哪里查", [t("tax-id-where")], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
     "mid-flow: forgetting the remembered tax ID keeps waiting": [
         ASK, ("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], TAX)],
+    "progress in other words": [("大概什么时候能处理完", [ShowTickets()], IDLE), ("现在什么情况了", [ShowTickets()], IDLE),
+                                ("any update?", [ShowTickets()], IDLE), ("帮我催一下", [ShowTickets()], IDLE)],
+    "a person in other words": [enters_human("叫你们技术来")],
+    "asking whether it is a bot": [("你是机器人吗", [t("identity", waiting=False)], IDLE)],
     "how long, after a ticket, is its status": [("要多久能好", [ShowTickets()], IDLE),
                                                ("啥时候能好啊", [ShowTickets()], IDLE)],
     "mid-flow: a mistyped code is an attempt": [

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.conversation.recognise import pick_choice
+from bot.understanding.commands import mentions
 from bot.conversation.turn import Result, Turn
 from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogClarified, LogHit,
                        LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage)
@@ -98,6 +99,11 @@ def resolved(turn: Turn) -> Result:
     return turn.state, [turn.say("resolved")]
 
 
+def identity(turn: Turn) -> Result:
+    """你是机器人吗: say what the bot is (not a request for a person); a flow keeps waiting."""
+    return turn.keep(), [turn.say("identity", waiting=turn.state.stage is Stage.AWAITING_TAX_ID)]
+
+
 def acknowledged(turn: Turn) -> Result:
     """好的 / 嗯 / 好的我试试: a short reply (still waiting for the tax ID, when we are); nothing logged."""
     return turn.keep(), [turn.say("ack", waiting=turn.state.stage is Stage.AWAITING_TAX_ID)]
@@ -165,9 +171,9 @@ def enter_human(turn: Turn, intent_id: str, words: str) -> Result:
 # -- AWAITING_TAX_ID ------------------------------------------------------------------------------
 
 
-def confirmed(turn: Turn) -> Result | None:
-    """"是": use the remembered tax ID (when there is one)."""
-    return accept(turn, turn.state.tax_id) if turn.state.tax_id else None
+def confirmed(turn: Turn) -> Result:
+    """"是": use the remembered tax ID; without one, 好的 / 嗯 only acknowledge (still waiting)."""
+    return accept(turn, turn.state.tax_id) if turn.state.tax_id else acknowledged(turn)
 
 
 def tax_id_given(turn: Turn) -> Result | None:
@@ -186,6 +192,11 @@ def tax_id_given(turn: Turn) -> Result | None:
 def tax_id_where(turn: Turn) -> Result:
     """税号在哪看 / 税号是什么: where to find it; still waiting, and not a failed attempt."""
     return replace(turn.state, updated_at=turn.now), [turn.say("tax-id-where")]
+
+
+def asks_for_person(turn: Turn) -> bool:
+    """Filter: an explicit request for a person anywhere in the message (……直接找个人工帮我弄吧)."""
+    return mentions(turn.text, "human_request")
 
 
 def tries_tax_id(turn: Turn) -> bool:

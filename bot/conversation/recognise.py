@@ -5,7 +5,7 @@ None. Commands are understood the way questions are (bot.understanding.commands:
 bot/understanding/lexicon.yaml, heard by sound; a command's phrases and little else), so 转人工 /
 客服 / 能不能让人工来处理 / 我要投诉 are all `human`, 我提交的那个问题处理到哪一步了 is `status`, and
 取消发票 is not `cancel`. Names: human, status, cancel, forget, help, confirm, still-missing,
-resolved, leave, ack, tax-id-where (waiting for a tax ID: where do I find it).
+resolved, leave, ack, identity (你是机器人吗), tax-id-where (waiting for a tax ID: where do I find it).
 
 RULES says per stage which commands count, in order. Waiting for a tax ID, 是/对/确认 confirms the
 remembered one; in a live conversation with a person only leaving (结束人工/不用了), status and asking
@@ -23,11 +23,11 @@ from bot.understanding.textnorm import clean
 
 # The dialogue's names for the understanding's commands.
 UNDERSTOOD = {"still-missing": "still_missing", "leave": "leave_human", "tax-id-where": "tax_id_where"}
-_IDLE = ("cancel", "human", "status", "forget", "help", "still-missing", "resolved", "ack")
+_IDLE = ("cancel", "identity", "human", "status", "forget", "help", "still-missing", "resolved", "ack")
 RULES: dict[Stage, tuple[str, ...]] = {
     Stage.IDLE: _IDLE,
     Stage.AWAITING_CHOICE: _IDLE,
-    Stage.AWAITING_TAX_ID: ("cancel", "confirm", "human", "status", "forget", "tax-id-where", "help",
+    Stage.AWAITING_TAX_ID: ("cancel", "confirm", "identity", "human", "status", "forget", "tax-id-where", "help",
                             "still-missing", "resolved", "ack"),
     Stage.HUMAN: ("leave", "status", "human"),
 }

@@ -38,15 +38,21 @@ def _voice_empty(turn: Turn) -> bool:
 
 
 def to_idle(turn: Turn) -> Result | None:
-    """END of a flow: the message is handled as in IDLE."""
-    return first(STAGES[Stage.IDLE], turn.at(turn.idle()))
+    """The message is handled as in IDLE (SPEC 15); a flow waiting for a tax ID keeps waiting when
+    that handling started nothing of its own (你好 / 进度 / 红字发票怎么开), so the tax ID sent next
+    still completes it. A choice ends (ConversationHandler.END)."""
+    result = first(STAGES[Stage.IDLE], turn.at(turn.idle()))
+    if result is None or turn.state.stage is not Stage.AWAITING_TAX_ID or result[0].stage is not Stage.IDLE:
+        return result
+    new, actions = result
+    return replace(turn.state, tax_id=new.tax_id, about=new.about or turn.state.about), actions
 
 
 NOT_TEXT = [On(kind("event"), flows.event), On(kind("image"), flows.image),
             On(kind(*UNSUPPORTED), flows.unsupported), On(_empty, flows.empty)]
 IDLE = [
     *NOT_TEXT,
-    On(command("cancel"), flows.cancelled), On(command("human"), flows.human),
+    On(command("cancel"), flows.cancelled), On(command("identity"), flows.identity), On(command("human"), flows.human),
     On(command("status"), flows.status), On(command("forget"), flows.forget),
     On(command("help"), flows.help_), On(command("still-missing"), flows.still_missing),
     On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged), On(always, flows.matched),
@@ -56,9 +62,11 @@ STAGES: dict[Stage, list[On]] = {
     Stage.AWAITING_CHOICE: [*NOT_TEXT, On(always, flows.picked), On(always, to_idle)],
     Stage.AWAITING_TAX_ID: [
         *NOT_TEXT, On(command("cancel"), flows.cancelled), On(command("confirm"), flows.confirmed),
-        On(always, flows.tax_id_given), On(command("tax-id-where"), flows.tax_id_where),
-        On(command("forget"), flows.forget), On(flows.tries_tax_id, flows.ask_again),
-        On(command("ack"), flows.acknowledged), On(always, to_idle),
+        On(always, flows.tax_id_given), On(command("identity"), flows.identity),
+        On(command("human"), flows.human), On(flows.asks_for_person, flows.human),
+        On(command("tax-id-where"), flows.tax_id_where),
+        On(command("forget"), flows.forget), On(command("ack"), flows.acknowledged),
+        On(flows.tries_tax_id, flows.ask_again), On(always, to_idle),
     ],
     Stage.HUMAN: [
         On(kind("event"), human.event), On(kind("image"), human.image),

@@ -70,6 +70,7 @@ TEXT_VARS: dict[str, dict] = {
     "tax-id-invalid": {"value": "91110108551385082X", "reason": "check digit"},
     "tax-id-where": {},
     "identity": {"waiting": False},
+    "tax-id-noted": {"tax_id": "91110108551385082Q"},
     "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flagged": False,
                        "next": "样例", "live": False},
     "ticket-exists": {"ticket": "T000001", "live": False},

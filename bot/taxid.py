@@ -136,6 +136,17 @@ ATTEMPT_MIN_DIGITS = 4  # (a mistyped 统一社会信用代码 is still 15–20 
 _ABOUT_TAX_ID = re.compile("税号|信用代码|纳税人识别号|识别号|税务登记号|TAX ?ID|TAX ?NO", re.I)
 
 
+_NAMING = re.compile("税号|信用代码|统一社会|纳税人识别号|识别号|我们|我司|我的|公司|这是|是|的|给你|发你|请|TAX ?ID|TAX ?NO|"
+                     "MY|IS|[0-9A-Z]", re.I)  # what may stand beside a tax ID sent on its own
+
+
+def only_tax_id(text: str) -> bool:
+    """A valid tax ID with nothing but words that name it (税号：9111…, 我们公司税号是 9111…)."""
+    if find_tax_id(text).status != VALID:
+        return False
+    return not re.sub(r"[\W_]", "", _NAMING.sub("", normalise(text)))
+
+
 def looks_like_tax_id(text: str) -> bool:
     """Whether a message is an attempt at a tax ID (a code-like run, or words about the tax ID), as
     opposed to a question on another topic (SPEC 15: only an attempt is judged as a tax ID)."""

@@ -138,8 +138,14 @@ FLOWS = {
         ASK, ("123456", [t("tax-id-invalid", value="", reason="not found")], TAX),
         ("税号是多少", [t("tax-id-invalid", value="", reason="not found")], TAX),
         ("税号我明天问下", [t("fallback", question="税号我明天问下")], IDLE)],
-    "expired flow is idle": [ASK, (USCC, [LogUnanswered(USCC), t("fallback", question=USCC)], IDLE,
-                                   SESSION_TTL_SECONDS + 1)],
+    "expired flow is idle: a tax ID alone is noted": [
+        ASK, (USCC, [RememberTaxId(USCC), t("tax-id-noted", tax_id=USCC)], IDLE, SESSION_TTL_SECONDS + 1),
+        (Q, [LogHit(CM), A(CM), ask(known=USCC)], TAX), ("是", channel_ticket(f"{Q} / 是"), IDLE)],
+    "a tax ID first, the problem next": [
+        (f"税号：{USCC}", [RememberTaxId(USCC), t("tax-id-noted", tax_id=USCC)], IDLE),
+        (Q_IDS, [LogHit(IDS), A(IDS, tax_id=USCC)], IDLE)],
+    "an emoji acknowledges": [("👌", [t("ack", waiting=False)], IDLE)],
+    "refreshed and still nothing asks for a screenshot": [("刷新了也没有", [P(CM, "handoff.still_missing")], IDLE)],
     "not yet expired": [ASK, (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE, SESSION_TTL_SECONDS - 1)],
     "cache key asked then given": [(Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX),
                                    (f"税号{USCC}", cache_key(), IDLE)],

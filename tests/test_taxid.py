@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.taxid import TaxIdResult, find_tax_id, mask_tax_id
+from bot.taxid import TaxIdResult, find_tax_id, mask_tax_id, only_tax_id
 
 USCC = "91110108551385082Q"  # valid check digit
 BAD = "91110108551385082X"  # same number, wrong check digit
@@ -53,3 +53,16 @@ def test_find_tax_id(text, value, status):
 def test_mask_tax_id(value, masked):
     """Logs never see the middle of a tax ID."""
     assert mask_tax_id(value) == masked
+
+
+@pytest.mark.parametrize("text, alone", [
+    ("91110108551385082Q", True),
+    ("税号：91110108551385082Q", True),
+    ("我们公司税号是 9111 0108 5513 8508 2Q", True),
+    ("my tax id is 91110108551385082Q", True),
+    ("91110108551385082Q 开票软件闪退", False),   # a question with the tax ID in it
+    ("91110108551385082X", False),                 # the check digit is wrong
+])
+def test_a_tax_id_sent_on_its_own(text, alone):
+    """Only the tax ID and words naming it: the customer sent it before saying what the problem is."""
+    assert only_tax_id(text) is alone

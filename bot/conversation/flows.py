@@ -17,6 +17,7 @@ from bot.conversation.turn import Result, Turn
 from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogClarified, LogHit,
                        LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage)
 from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id, looks_like_tax_id
+from bot.taxid import only_tax_id as is_only_tax_id
 
 MAX_BAD_ATTEMPTS = 3
 HUMAN_INTENT = "human-agent"
@@ -48,10 +49,21 @@ def unsupported(turn: Turn) -> Result:
 
 
 def empty(turn: Turn) -> Result:
-    """Empty voice recognition, or only punctuation / emoji."""
+    """Empty voice recognition, or only punctuation / emoji (👌 / 👍: an acknowledgment)."""
     if turn.inbound.kind == "voice":
         return turn.keep(), [turn.say("voice-empty")]
-    return turn.keep(), [turn.say("fallback", question="")]
+    return acknowledged(turn)
+
+
+def only_tax_id(turn: Turn) -> bool:
+    """Filter: a valid tax ID and only words naming it (税号：9111…), before any question."""
+    return is_only_tax_id(turn.text)
+
+
+def tax_id_first(turn: Turn) -> Result:
+    """A tax ID sent before the question: remember it and ask what the problem is."""
+    value = find_tax_id(turn.text).value
+    return replace(turn.keep(), tax_id=value), [RememberTaxId(value), turn.say("tax-id-noted", tax_id=value)]
 
 
 # -- IDLE: commands and the matcher ---------------------------------------------------------------

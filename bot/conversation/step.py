@@ -55,7 +55,8 @@ IDLE = [
     On(command("cancel"), flows.cancelled), On(command("identity"), flows.identity), On(command("human"), flows.human),
     On(command("status"), flows.status), On(command("forget"), flows.forget),
     On(command("help"), flows.help_), On(command("still-missing"), flows.still_missing),
-    On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged), On(always, flows.matched),
+    On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged),
+    On(flows.only_tax_id, flows.tax_id_first), On(always, flows.matched),
 ]
 STAGES: dict[Stage, list[On]] = {
     Stage.IDLE: IDLE,

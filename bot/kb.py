@@ -48,6 +48,7 @@ class Intent:
     excludes: tuple[tuple[str, ...], ...] = ()  # any one present in the message: not this need
     min_coverage: float | None = None  # share of the words around the need that must be its own
     scope: str = ""  # "clause" | "message": where a need is judged (default: FAQs clause, small talk message)
+    menu: tuple[str, ...] = ()  # the intents its reply lists as 1., 2., …: a number sent next picks one
 
     @property
     def live(self) -> bool:
@@ -228,6 +229,7 @@ def _parse_intent(path: Path, problems: list[str]) -> tuple[Intent, str] | None:
         body_line=_body_line(raw), reply=text_key(meta, "reply", where, problems),
         handoff=parse_handoff(meta.get("handoff"), where, problems),
         with_tax_id=text_key(meta, "with_tax_id", where, problems),
+        menu=_as_tuple(meta.get("menu"), f"{path}:{_key_line(raw, 'menu')} menu", problems),
     )
     return intent, post.content
 
@@ -353,6 +355,8 @@ def load_kb(folder: str | Path, strict: bool = True) -> KnowledgeBase:
                  problems, templates, sources)
     if not intents:
         problems.append(f"{folder}: no intent files (*.md)")
+    problems += [f"{i.path}:{_key_line(i.path.read_text(encoding='utf-8'), 'menu')}: menu names unknown intent {m!r}"
+                 for i in intents.values() for m in i.menu if m not in intents]
     if problems and strict:
         raise KBError(problems)
     return KnowledgeBase(intents, templates, sources)

@@ -50,6 +50,7 @@ def test_shipped_answers_pass():
     ("unknown-concept", (), "cert-expired.md:6", "unknown concept 'expird'"),
     ("only-absent-need", (), "cert-expired.md:6", "names only absent concepts"),
     ("bad-coverage", (), "cert-expired.md:11", "coverage must be a number in (0, 1]"),
+    ("menu-unknown", (), "help.md:20", "menu names unknown intent 'leqi-id-swaped'"),
     ("similar-not-recognised", (), "cert-expired.md:7", "'证书在哪下载' is not recognised as 'cert-expired'"),
 ])
 def test_one_problem_named_with_file_and_line(tmp_path, overlay, remove, where, words):

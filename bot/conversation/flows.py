@@ -21,6 +21,7 @@ from bot.taxid import only_tax_id as is_only_tax_id
 
 MAX_BAD_ATTEMPTS = 3
 HUMAN_INTENT = "human-agent"
+HELP_INTENT = "help"  # its `menu` is what texts/welcome.md lists too
 CHECK_DIGIT_FLAG = "校验位未通过"
 
 
@@ -30,8 +31,9 @@ CHECK_DIGIT_FLAG = "校验位未通过"
 def event(turn: Turn) -> Result:
     """subscribe → welcome; unsubscribe → end the session; other events need no reply."""
     name = turn.inbound.event.lower()
-    if name == "subscribe":
-        return turn.idle(), [turn.say("welcome")]
+    if name == "subscribe":  # the welcome lists the help intent's menu
+        menu = getattr(turn.kb.intents.get(HELP_INTENT), "menu", ())
+        return with_menu(turn.idle(), menu), [turn.say("welcome")]
     if name == "unsubscribe":
         return Session(updated_at=turn.now), [EndSession()]
     return turn.keep(), []
@@ -140,11 +142,17 @@ def clarify(turn: Turn, candidates) -> Result:
 
 
 def picked(turn: Turn) -> Result | None:
-    """AWAITING_CHOICE: a number picks an offered intent; anything else is a new message."""
+    """AWAITING_CHOICE: a number picks an offered intent (asked as the customer's question, or, from
+    a menu, as that FAQ's own question); anything else is a new message."""
     choice = pick_choice(turn.text, turn.state.choices) if turn.text else None
     if choice is None:
         return None
-    return answer(turn.at(turn.idle()), choice, turn.state.question or turn.text)
+    return answer(turn.at(turn.idle()), choice, turn.state.question or turn.kb.intents[choice].question)
+
+
+def with_menu(state: Session, menu: tuple[str, ...]) -> Session:
+    """The state after a reply that lists `menu` as 1., 2., …: waiting for a pick (else unchanged)."""
+    return replace(state, stage=Stage.AWAITING_CHOICE, choices=menu, question="") if menu else state
 
 
 def answer(turn: Turn, intent_id: str, words: str = "") -> Result:
@@ -153,7 +161,7 @@ def answer(turn: Turn, intent_id: str, words: str = "") -> Result:
     if intent.live:
         return enter_human(turn, intent_id, words)
     if intent.collect != "tax_id":
-        return state, [LogHit(intent_id), Reply(turn.kb.chat_reply(intent_id), answer_id=intent_id)]
+        return with_menu(state, intent.menu), [LogHit(intent_id), Reply(turn.kb.chat_reply(intent_id), answer_id=intent_id)]
     given = find_tax_id(turn.text)
     flow = replace(state, stage=Stage.AWAITING_TAX_ID, purpose=intent_id, question=words, attempts=0,
                    about=intent_id if intent.then == "handoff" else state.about)

@@ -57,3 +57,9 @@ def test_spotted(spotter, clauses, expected):
 def test_overlapping_mentions_are_all_found(spotter):
     """没乐企 sounds like 没了 + 企: both 没了 (absent) and 乐企 are heard."""
     assert spot(spotter, "没乐企") == {"absent", "leqi"}
+
+
+def test_an_exact_word_is_heard_only_by_its_characters():
+    """lexicon.yaml exact_words: 价格 (a fee) is not the everyday 加个 that sounds the same."""
+    exact = Spotter([Concept("fee", ("价格",))], key_of)
+    assert spot(exact, "乐企价格多少") == {"fee"} and spot(exact, "中间要不要加个空格") == set()

@@ -85,6 +85,10 @@ def test_answers(matcher, text, intent):
     ("你们好，早上好", "greeting"), ("别整自动回复了，来个活人", "human-agent"),
     ("页面上改对了，可后台收到的还是填反的", "leqi-ids-swapped"),        # corrected, still swapped
     ("还没到填单位ID那一步，数电配置里就没有乐企联用通道", "leqi-channel-missing"),  # the IDs are not the problem
+    ("两个问题：一是乐企单位ID填反了，改了后台还是旧的；二是年费怎么交", "leqi-ids-swapped"),  # the fee is the other one
+    ("我的税号是91110108551385082Q，缓存key中间要不要加个空格", "leqi-ids-swapped"),  # 加个 is not 价格
+    ("按你说的清了缓存，开票就过了，太感谢了", "thanks"), ("你这个机器人主要能帮我们处理哪些问题", "help"),
+    ("數電配置見唔到樂企通道，點算", "leqi-channel-missing"), ("帮我把乐企通道弄出来", "leqi-channel-missing"),
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -117,6 +121,10 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "乐企联用的邀请去哪里接受？",                        # not accepted yet
     "好的，然后呢",                                      # asks what next: not an acknowledgment
     "乐企通道有了，开票的时候发票预览为啥不显示",        # the channel is there; the question is about another thing
+    "乐企联用是不是一定要用电子税局账号",                # what is required
+    "缓存key旁边还有个缓存类型下拉，选哪个",              # a field the steps do not name
+    "切到乐企以后，还能用数字账户开票吗",                # a risk question about the switch
+    "乐企联用价格多少",                                  # the fee, heard by its characters
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

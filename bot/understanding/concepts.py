@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from bot.understanding.lexicon import Concept, is_plain, split_gap
+from bot.understanding.lexicon import Concept, is_plain, lexicon, split_gap
 
 GAP_TOKENS = 8  # words between the parts of a gap variant (没收到乐企联用的邀请 = 6 tokens)
 CLAUSE_MARK = "\x01"  # separates clauses in a text key; never part of a variant key
 _END = ""  # trie key of the concepts a path ends
+_EXACT_MARK = "\x03"  # joins a concept name and an exact word's characters (lexicon.yaml exact_words)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,10 @@ class Spotter:
             self.gaps_by_first.setdefault(gap.parts[0], []).append(gap)
 
     def _add(self, text: str, name: str, key_of: Callable[[str], str]) -> None:
-        """Register one plain variant under `name`."""
+        """Register one plain variant under `name` (an exact word: under `name` + its characters)."""
         key = key_of(text)
+        if text in lexicon().exact_words:
+            name = f"{name}{_EXACT_MARK}{text}"
         if len(key) == 1:
             single = text.strip() if len(text.strip()) == 1 and not text.strip().isascii() else key
             self.singles.setdefault(single, set()).add(name)
@@ -95,6 +98,8 @@ class Spotter:
                 node = node[key[end]]
                 end += 1
                 found += [Spot(name, start, end) for name in node.get(_END, ())]
+        found = [_heard(s, chars) for s in found]
+        found = [s for s in found if s is not None]
         for group in self.rivals:
             found = _outermost(found, group - self.nested)
         return sorted([s for s in found if not s.concept.startswith("\x02")] + self._assemble(found, key),
@@ -114,6 +119,14 @@ class Spotter:
                               if b <= s.start <= b + GAP_TOKENS and CLAUSE_MARK not in key[b:s.start]]
                 out += [Spot(gap.concept, a, b) for a, b in sorted(set(chains))]
         return out
+
+
+def _heard(spot: Spot, chars: str) -> Spot | None:
+    """The spot as heard; an exact word's spot only where its very characters are (价格, not 加个)."""
+    if _EXACT_MARK not in spot.concept:
+        return spot
+    name, text = spot.concept.split(_EXACT_MARK, 1)
+    return Spot(name, spot.start, spot.end) if chars[spot.start:spot.end] == text else None
 
 
 def _outermost(spots: list[Spot], rivals: frozenset[str]) -> list[Spot]:

@@ -36,6 +36,7 @@ class Lexicon:
     symbols: tuple[tuple[str, str], ...] = ()  # symbol → word (✘ → 没有)
     noise: tuple[str, ...] = ()  # sounds dropped before anything else (么么哒)
     exact_chars: frozenset[str] = frozenset()  # heard only as themselves (哪 is not 那)
+    exact_words: frozenset[str] = frozenset()  # variants matched by their characters (价格 is not 加个)
 
     def neutral(self) -> frozenset[str]:
         """Concepts any intent may count as its own words: neither topics nor commands."""
@@ -106,6 +107,7 @@ def parse_lexicon(data: dict, where: str = str(LEXICON_FILE)) -> Lexicon:
         symbols=tuple((str(k), str(v)) for k, v in (data.get("symbols") or {}).items()),
         noise=_strings(data.get("noise") or [], f"{where} noise"),
         exact_chars=frozenset(str(data.get("exact_chars") or "")),
+        exact_words=frozenset(_strings(data.get("exact_words") or [], f"{where} exact_words")),
     )
 
 

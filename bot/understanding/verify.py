@@ -26,6 +26,7 @@ MAX_CLAUSES = 24  # clauses analysed per message (WeChat text ≤ 2048 bytes; ma
 # A space ends a clause between Chinese words (救命 乐企通道人间蒸发了 数电配置里啥也没有), not next to a
 # Latin word (请问 bdm_cache_clear 这个功能……) nor between two (human agent).
 _LATIN_SPACE = re.compile(r"(?<=[A-Za-z0-9_])\s+|\s+(?=[A-Za-z0-9_])")
+_CODE_LIKE = re.compile(r"(?=.*\d)[0-9a-z]{15,20}")  # a tax ID in the text: data, not words to cover
 _QUOTES = re.compile(r"[\"“”‘’「」『』《》〈〉【】]")  # quoted labels (点“更新配置”) stay inside their clause
 _CLAUSE_SPLIT = re.compile(r"([^\w\u0001]+)")  # punctuation, symbols and the other spaces end a clause
 
@@ -114,6 +115,7 @@ class Verifier:
             self.negated[iid] = {n for alt in self.needs[iid] for n in alt if n.startswith("-")}
             self.covering[iid] = needed | {qualified(iid, n, own) for n in own} | neutral
         self.spotter = Spotter(concepts, key_of, rivals=(lex.neutral() | lex.topics, lex.commands))
+        self.topics = lex.topics
 
     def analyse(self, text: str) -> Analysis:
         """Clauses, words (jieba), sound key and concept mentions of a question."""
@@ -125,7 +127,8 @@ class Verifier:
             start, clause_keys = pos, []
             for word in cut:
                 word_key = next(keys)
-                cut_words.append((pos, pos + len(word_key), word, is_light_word(word) or word in _QUIET))
+                light = is_light_word(word) or word in _QUIET or bool(_CODE_LIKE.fullmatch(word))
+                cut_words.append((pos, pos + len(word_key), word, light))
                 clause_keys.append(word_key)
                 han = len(word) == len(word_key) and is_han(word[0])
                 char_parts.append(word if han else word_key)
@@ -150,7 +153,12 @@ class Verifier:
     def verdict(self, analysis: Analysis, intent_id: str, detail: bool = True) -> Verdict:
         """Judge one intent with needs against an analysed question (`detail`: name the closest line)."""
         everywhere = names(analysis.spots)
-        hit = satisfied(self.excludes[intent_id], everywhere)
+        lines, apart = self.excludes[intent_id], ()
+        apart_asked = "another_question" in everywhere
+        if apart_asked:  # 两个问题：一是……二是……: the other question's topic does not veto
+            apart = tuple(line for line in lines if set(line) <= self.topics)
+            lines = tuple(line for line in lines if line not in apart)
+        hit = satisfied(lines, everywhere)
         if hit:
             return Verdict("excluded", excluded_by=tuple(display(n) for n in hit[0]))
         small = intent_id in self.whole
@@ -158,8 +166,10 @@ class Verifier:
         tries = []
         if satisfied(self.needs[intent_id], everywhere):  # else no part of the message can hold one
             for span, present in self._segments(analysis, intent_id):
+                if apart and satisfied(apart, present):
+                    continue
                 tries += [(need, span, small, False) for need in satisfied(self.needs[intent_id], present | negated)]
-        if satisfied(self.follow_ups[intent_id], everywhere):
+        if satisfied(self.follow_ups[intent_id], everywhere) and not apart_asked:  # (再问下…: a new question)
             for span, present in self._asking(analysis, intent_id):
                 tries += [(need, span, True, True) for need in satisfied(self.follow_ups[intent_id], present)]
         verdicts = [self._judge(analysis, intent_id, need, *span, whole=flag, follow_up=f) for need, span, flag, f in tries]

@@ -72,6 +72,7 @@ TEXT_VARS: dict[str, dict] = {
     "tax-id-where": {},
     "identity": {"waiting": False},
     "tax-id-noted": {"tax_id": "91110108551385082Q"},
+    "tax-id-reminder": {},
     "ticket-created": {"ticket": "T000001", "tax_id": "91110108551385082Q", "flagged": False,
                        "next": "样例", "live": False},
     "ticket-exists": {"ticket": "T000001", "live": False},

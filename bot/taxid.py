@@ -136,8 +136,8 @@ ATTEMPT_MIN_DIGITS = 4  # (a mistyped 统一社会信用代码 is still 15–20 
 _ABOUT_TAX_ID = re.compile("税号|信用代码|纳税人识别号|识别号|税务登记号|TAX ?ID|TAX ?NO", re.I)
 
 
-_NAMING = re.compile("税号|信用代码|统一社会|纳税人识别号|识别号|我们|我司|我的|公司|这是|是|的|给你|发你|请|TAX ?ID|TAX ?NO|"
-                     "MY|IS|[0-9A-Z]", re.I)  # what may stand beside a tax ID sent on its own
+_NAMING = re.compile("税号|信用代码|统一社会|纳税人识别号|识别号|我们|我司|我的|公司|这是|是|的|给你|发你|请|好的|好|嗯|对|吧|"
+                     "谢谢|麻烦了|麻烦|TAX ?ID|TAX ?NO|MY|IS|OK|[0-9A-Z]", re.I)  # what may stand beside a tax ID sent on its own
 
 
 def only_tax_id(text: str) -> bool:

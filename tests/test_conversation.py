@@ -130,7 +130,7 @@ FLOWS = {
         ("91110108551385083X", [t("tax-id-invalid", value="91110108551385083X", reason="check digit")],
          TAX)],
     "topic switch": [ASK, (Q_IDS, [LogHit(IDS), A(IDS), ask(IDS)], TAX), (USCC, cache_key(), IDLE)],
-    "command during the flow keeps the flow waiting": [ASK, ("进度", [ShowTickets()], TAX),
+    "command during the flow keeps the flow waiting": [ASK, ("进度", [ShowTickets(), t("tax-id-reminder")], TAX),
                                                        (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
     "cancel": [ASK, ("算了", [t("cancelled")], IDLE)],
     "cancel in a sentence": [ASK, ("不用了，谢谢", [t("cancelled")], IDLE)],
@@ -141,6 +141,8 @@ FLOWS = {
     "expired flow is idle: a tax ID alone is noted": [
         ASK, (USCC, [RememberTaxId(USCC), t("tax-id-noted", tax_id=USCC)], IDLE, SESSION_TTL_SECONDS + 1),
         (Q, [LogHit(CM), A(CM), ask(known=USCC)], TAX), ("是", channel_ticket(f"{Q} / 是"), IDLE)],
+    "an acknowledgment and a tax ID first": [
+        (f"好的，{USCC}", [RememberTaxId(USCC), t("tax-id-noted", tax_id=USCC)], IDLE)],
     "a tax ID first, the problem next": [
         (f"税号：{USCC}", [RememberTaxId(USCC), t("tax-id-noted", tax_id=USCC)], IDLE),
         (Q_IDS, [LogHit(IDS), A(IDS, tax_id=USCC)], IDLE)],
@@ -319,8 +321,12 @@ UNDERSTOOD = {
     "thanking acknowledgment is thanks": [("好的谢谢", [LogHit("thanks"), A("thanks")], IDLE)],
     "mid-flow: an off-topic question is a question, and the flow still waits": [
         ASK, ("对了，红字发票怎么开", [LogUnanswered("对了，红字发票怎么开"),
-                                   t("fallback", question="对了，红字发票怎么开")], TAX),
-        ("你好", [LogHit("greeting"), A("greeting")], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+                                   t("fallback", question="对了，红字发票怎么开"), t("tax-id-reminder")], TAX),
+        ("你好", [LogHit("greeting"), A("greeting"), t("tax-id-reminder")], TAX),
+        (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
+    "mid-flow: an acknowledgment with the tax ID is the tax ID": [ASK, (f"对的吧，{USCC}", channel_ticket(f"{Q} / 对的吧，{USCC}"), IDLE)],
+    "mid-flow: asking which of two tax IDs": [ASK, ("我们有两个税号，用哪个？", [t("tax-id-where")], TAX),
+                                              ("那我问问财务", [t("ack", waiting=True)], TAX)],
     "mid-flow: 好的 without a remembered tax ID acknowledges and waits": [
         ASK, ("好的", [t("ack", waiting=True)], TAX), (USCC, channel_ticket(f"{Q} / {USCC}"), IDLE)],
     "mid-flow: asking whether it is a bot is not asking for a person": [
@@ -345,7 +351,8 @@ UNDERSTOOD = {
     "mid-flow: forgetting the remembered tax ID keeps waiting": [
         ASK, ("忘记税号", [ForgetTaxId(), t("tax-id-forgotten")], TAX)],
     "progress in other words": [("大概什么时候能处理完", [ShowTickets()], IDLE), ("现在什么情况了", [ShowTickets()], IDLE),
-                                ("any update?", [ShowTickets()], IDLE), ("帮我催一下", [ShowTickets()], IDLE)],
+                                ("any update?", [ShowTickets()], IDLE), ("帮我催一下", [ShowTickets()], IDLE),
+                                ("怎么还没好", [ShowTickets()], IDLE)],
     "a person in other words": [enters_human("叫你们技术来")],
     "asking whether it is a bot": [("你是机器人吗", [t("identity", waiting=False)], IDLE)],
     "how long, after a ticket, is its status": [("要多久能好", [ShowTickets()], IDLE),

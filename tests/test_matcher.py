@@ -89,6 +89,7 @@ def test_answers(matcher, text, intent):
     ("我的税号是91110108551385082Q，缓存key中间要不要加个空格", "leqi-ids-swapped"),  # 加个 is not 价格
     ("按你说的清了缓存，开票就过了，太感谢了", "thanks"), ("你这个机器人主要能帮我们处理哪些问题", "help"),
     ("數電配置見唔到樂企通道，點算", "leqi-channel-missing"), ("帮我把乐企通道弄出来", "leqi-channel-missing"),
+    ("le qi tong dao zai shu dian pei zhi li kan bu dao", "leqi-channel-missing"),  # pinyin, a syllable a word
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""

@@ -45,25 +45,26 @@ def to_idle(turn: Turn) -> Result | None:
     if result is None or turn.state.stage is not Stage.AWAITING_TAX_ID or result[0].stage is not Stage.IDLE:
         return result
     new, actions = result
-    return replace(turn.state, tax_id=new.tax_id, about=new.about or turn.state.about), actions
+    waiting = replace(turn.state, tax_id=new.tax_id, about=new.about or turn.state.about)
+    return waiting, [*actions, turn.say("tax-id-reminder")]
 
 
 NOT_TEXT = [On(kind("event"), flows.event), On(kind("image"), flows.image),
             On(kind(*UNSUPPORTED), flows.unsupported), On(_empty, flows.empty)]
 IDLE = [
     *NOT_TEXT,
-    On(command("cancel"), flows.cancelled), On(command("identity"), flows.identity), On(command("human"), flows.human),
+    On(command("cancel"), flows.cancelled), On(flows.only_tax_id, flows.tax_id_first),
+    On(command("identity"), flows.identity), On(command("human"), flows.human),
     On(command("status"), flows.status), On(command("forget"), flows.forget),
     On(command("help"), flows.help_), On(command("still-missing"), flows.still_missing),
-    On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged),
-    On(flows.only_tax_id, flows.tax_id_first), On(always, flows.matched),
+    On(command("resolved"), flows.resolved), On(command("ack"), flows.acknowledged), On(always, flows.matched),
 ]
 STAGES: dict[Stage, list[On]] = {
     Stage.IDLE: IDLE,
     Stage.AWAITING_CHOICE: [*NOT_TEXT, On(always, flows.picked), On(always, to_idle)],
     Stage.AWAITING_TAX_ID: [
-        *NOT_TEXT, On(command("cancel"), flows.cancelled), On(command("confirm"), flows.confirmed),
-        On(always, flows.tax_id_given), On(command("identity"), flows.identity),
+        *NOT_TEXT, On(command("cancel"), flows.cancelled), On(always, flows.tax_id_given),
+        On(command("confirm"), flows.confirmed), On(command("identity"), flows.identity),
         On(command("human"), flows.human), On(flows.asks_for_person, flows.human),
         On(command("tax-id-where"), flows.tax_id_where),
         On(command("forget"), flows.forget), On(command("ack"), flows.acknowledged),

@@ -68,9 +68,9 @@ def coverage(text: str, name: str) -> float:
 
 def says(text: str, name: str) -> bool:
     """True when the message is command `name` (module docstring)."""
-    if name == "still_missing":
+    if name == "still_missing":  # 更新了还是没有 — or 还是不显示 and little else (after an update)
         present = names(_analyse(text)[0])
-        return "still_missing" in present and "update" in present
+        return "still_missing" in present and ("update" in present or coverage(text, name) >= COMMAND_COVERAGE)
     if name == "resolved":
         present = names(_analyse(text)[0])
         return "resolved" in present and not present & set(_UNSURE) and "?" not in text and "？" not in text

@@ -15,7 +15,7 @@ import unicodedata
 from functools import lru_cache
 
 from bot.understanding.lexicon import lexicon
-from bot.understanding.pinyin import char_readings, split_pinyin
+from bot.understanding.pinyin import char_readings, fuzzy, split_pinyin
 
 _LEXICON = lexicon()
 FILLERS = _LEXICON.fillers
@@ -195,12 +195,20 @@ def _pinyin_neighbours(texts: list[str]) -> frozenset[str]:
         if not is_han(tok) and tok != "。":
             run.append(tok)
             continue
-        if any(split_pinyin(t) is not None and "#" + t not in _TOKEN_CODES for t in run):
+        if _spelled_apart(run) or any(split_pinyin(t) is not None and "#" + t not in _TOKEN_CODES for t in run):
             out.update(t for t in run if "#" + t not in _TOKEN_CODES)
             if _mostly_pinyin(run):  # "mei you leqi tongdao": the KB's word "you" is 有 here
                 out.update(t for t in run if split_pinyin(t, minimum=1) == (t,))
         run = []
     return frozenset(out)
+
+
+SPELLED_APART = 4  # "shu dian pei zhi …": this many one-syllable words in a row are pinyin, not English
+
+
+def _spelled_apart(run: list[str]) -> bool:
+    """A run of at least SPELLED_APART words that are all single pinyin syllables."""
+    return len(run) >= SPELLED_APART and all(split_pinyin(t, minimum=1) == (fuzzy(t),) for t in run)
 
 
 def _mostly_pinyin(run: list[str]) -> bool:

@@ -90,6 +90,11 @@ def test_answers(matcher, text, intent):
     ("按你说的清了缓存，开票就过了，太感谢了", "thanks"), ("你这个机器人主要能帮我们处理哪些问题", "help"),
     ("數電配置見唔到樂企通道，點算", "leqi-channel-missing"), ("帮我把乐企通道弄出来", "leqi-channel-missing"),
     ("le qi tong dao zai shu dian pei zhi li kan bu dao", "leqi-channel-missing"),  # pinyin, a syllable a word
+    ("我们邀请接受了，数电配置里找乐企通道么有，咋弄", "leqi-channel-missing"),   # north-western 么有 = 没有
+    ("我是新来的出纳，刚关注公众号，先来打个招呼", "greeting"), ("老铁们好，来报个到", "greeting"),
+    ("那缓存是在开发平台清还是在发票系统里清？乐企单位ID填反那个", "leqi-ids-swapped"),  # 还是 = or
+    ("缓存key就是税号后面接fillCombineLeqiInfo，no space对吧", "leqi-ids-swapped"),
+    ("是不是要后台开权限？乐企通道在数电配置里没有，邀请已接", "leqi-channel-missing"),  # a guess at the cause
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -126,6 +131,7 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "缓存key旁边还有个缓存类型下拉，选哪个",              # a field the steps do not name
     "切到乐企以后，还能用数字账户开票吗",                # a risk question about the switch
     "乐企联用价格多少",                                  # the fee, heard by its characters
+    "我们在西藏，乐企联用在这边能用吗，税局开通了没有？",  # 开通了没有 asks whether; nothing is missing
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.conversation.recognise import pick_choice
-from bot.understanding.commands import mentions
 from bot.conversation.turn import Result, Turn
 from bot.model import (Action, AttachImage, CreateTicket, EndSession, ForgetTaxId, LogClarified, LogHit,
                        LogUnanswered, RememberTaxId, Reply, Session, ShowTickets, Stage)
 from bot.taxid import BAD_CHECK_DIGIT, VALID, find_tax_id, looks_like_tax_id
 from bot.taxid import only_tax_id as is_only_tax_id
+from bot.understanding.commands import mentions
 
 MAX_BAD_ATTEMPTS = 3
 HUMAN_INTENT = "human-agent"
@@ -161,7 +161,8 @@ def answer(turn: Turn, intent_id: str, words: str = "") -> Result:
     if intent.live:
         return enter_human(turn, intent_id, words)
     if intent.collect != "tax_id":
-        return with_menu(state, intent.menu), [LogHit(intent_id), Reply(turn.kb.chat_reply(intent_id), answer_id=intent_id)]
+        reply = Reply(turn.kb.chat_reply(intent_id), answer_id=intent_id)
+        return with_menu(state, intent.menu), [LogHit(intent_id), reply]
     given = find_tax_id(turn.text)
     flow = replace(state, stage=Stage.AWAITING_TAX_ID, purpose=intent_id, question=words, attempts=0,
                    about=intent_id if intent.then == "handoff" else state.about)

@@ -95,6 +95,9 @@ def test_answers(matcher, text, intent):
     ("那缓存是在开发平台清还是在发票系统里清？乐企单位ID填反那个", "leqi-ids-swapped"),  # 还是 = or
     ("缓存key就是税号后面接fillCombineLeqiInfo，no space对吧", "leqi-ids-swapped"),
     ("是不是要后台开权限？乐企通道在数电配置里没有，邀请已接", "leqi-channel-missing"),  # a guess at the cause
+    ("情况说明：1. 已接受乐企联用邀请；2. 账号已配置；3. 数电配置中未出现乐企联用通道。请告知处理方式",
+     "leqi-channel-missing"),                                       # a structured note: 未出现
+    ("在不在呀小可爱", "greeting"), ("what can you help me with ah", "help"),
 ])
 def test_understands_people_as_they_write(matcher, text, intent):
     """Long, colloquial, mixed-language and follow-up messages get the right answer."""
@@ -132,6 +135,8 @@ def test_understands_people_as_they_write(matcher, text, intent):
     "切到乐企以后，还能用数字账户开票吗",                # a risk question about the switch
     "乐企联用价格多少",                                  # the fee, heard by its characters
     "我们在西藏，乐企联用在这边能用吗，税局开通了没有？",  # 开通了没有 asks whether; nothing is missing
+    "公司改名了，税号没变，乐企那边要不要重新弄",        # another data object changed
+    "开发平台的账号怎么开通？",                          # getting into the platform
 ])
 def test_look_alikes_are_not_answered(matcher, text):
     """A question missing a defining concept, or naming an excluding one, is not that FAQ."""

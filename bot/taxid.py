@@ -137,14 +137,18 @@ _ABOUT_TAX_ID = re.compile("税号|信用代码|纳税人识别号|识别号|税
 
 
 _NAMING = re.compile("税号|信用代码|统一社会|纳税人识别号|识别号|我们|我司|我的|公司|这是|是|的|给你|发你|请|好的|好|嗯|对|吧|"
-                     "谢谢|麻烦了|麻烦|TAX ?ID|TAX ?NO|MY|IS|OK|[0-9A-Z]", re.I)  # what may stand beside a tax ID sent on its own
+                     "谢谢|麻烦了|麻烦")  # what may stand beside a tax ID sent on its own
+_NAMING_WORDS = frozenset({"MY", "TAX", "ID", "NO", "IS", "OK", "THE"})
+_LATIN_RUN = re.compile(r"[0-9A-Z-]+")
 
 
 def only_tax_id(text: str) -> bool:
-    """A valid tax ID with nothing but words that name it (税号：9111…, 我们公司税号是 9111…)."""
+    """A valid tax ID with nothing but words that name it (税号：9111…, my tax id is 9111…)."""
     if find_tax_id(text).status != VALID:
         return False
-    return not re.sub(r"[\W_]", "", _NAMING.sub("", normalise(text)))
+    rest = _LATIN_RUN.sub(lambda m: "" if m.group() in _NAMING_WORDS or any(c.isdigit() for c in m.group())
+                          else m.group(), normalise(text))
+    return not re.sub(r"[\W_]", "", _NAMING.sub("", rest))
 
 
 def looks_like_tax_id(text: str) -> bool:

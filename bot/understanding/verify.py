@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.understanding.concepts import CLAUSE_MARK, Spot, Spotter, names, satisfied
 from bot.understanding.lexicon import Concept, lexicon
@@ -42,6 +42,7 @@ class Analysis:
     words: tuple[tuple[int, int, str, bool], ...]  # (start, end, word, light) per word
     spots: tuple[Spot, ...]
     question_marks: tuple[bool, ...] = ()  # per clause: ends with ? / ？
+    bare_tail: frozenset[str] = frozenset()  # concepts of a bare last question (Verifier._bare_question)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,9 @@ class Verifier:
         asks += [Spot("question", end, end) for (_start, end), (_c, asked) in zip(spans, kept)
                  if asked]  # ……呢？ asks (an empty span: it covers no word)
         spots = tuple(sorted(found + asks, key=lambda s: (s.start, s.end, s.concept))) if asks else tuple(found)
-        return Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
-                        tuple(asked for _c, asked in kept))
+        analysis = Analysis(key, chars, tuple(shown[:-1]), tuple(spans), tuple(cut_words), spots,
+                            tuple(asked for _c, asked in kept))
+        return replace(analysis, bare_tail=frozenset(self._bare_question(analysis)))
 
     def verdict(self, analysis: Analysis, intent_id: str, detail: bool = True) -> Verdict:
         """Judge one intent with needs against an analysed question (`detail`: name the closest line)."""
@@ -199,8 +201,7 @@ class Verifier:
         if intent_id in self.whole:
             return [((clauses[0][0], clauses[-1][1]), names(analysis.spots))]
         per_clause = [names(analysis.spots, a, b) for a, b in clauses]
-        tail = self._bare_question(analysis)
-        per_clause = [present | tail for present in per_clause]
+        per_clause = [present | analysis.bare_tail for present in per_clause]
         out = []
         for i in range(len(clauses)):
             present: set[str] = set()
